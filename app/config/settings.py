@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the request as every other middleware left it.
+    "eventtrail.middleware.EventTrailMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

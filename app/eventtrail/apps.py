@@ -8,4 +8,10 @@ class EventTrailConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from eventtrail import checks, conf  # noqa: F401  (connect receivers and checks)
+        from django.utils.module_loading import autodiscover_modules
+
+        from eventtrail import checks, conf, signals  # noqa: F401  (receivers and checks)
+
+        signals.install()
+        # Like admin.py: every installed app may declare its types in event_types.py.
+        autodiscover_modules("event_types")

@@ -1,9 +1,12 @@
-"""System checks: misspelled settings fail loudly at start-up."""
+"""System checks: misspelled settings and a misplaced middleware fail loudly at start-up."""
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from eventtrail.conf import unknown_keys
+
+MIDDLEWARE_PATH = "eventtrail.middleware.EventTrailMiddleware"
 
 
 @register(Tags.compatibility)
@@ -16,3 +19,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
         for key in unknown_keys()
     ]
+
+
+@register(Tags.compatibility)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", []))
+    if MIDDLEWARE_PATH not in middleware:
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} is not in MIDDLEWARE, so no request is recorded.",
+                hint="Add it as the last entry of MIDDLEWARE.",
+                id="eventtrail.W001",
+            )
+        ]
+    if middleware[-1] != MIDDLEWARE_PATH:
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} is not the last entry of MIDDLEWARE.",
+                hint="Move it last so it sees the request as every other middleware left it "
+                "and records the final status.",
+                id="eventtrail.W002",
+            )
+        ]
+    return []

@@ -49,13 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "PSEUDONYMIZE_USERS": False,  # user.id becomes a keyed hash; user.name is dropped
     # Key for the keyed hashes (session hash, pseudonyms). Defaults to SECRET_KEY.
     "HASH_KEY": None,
+    # Dotted path to ``callable(user) -> iterable of role names`` added to user.roles.
+    "USER_ROLES": None,
     # Dotted path to ``callable(user) -> bool``; True means the user opted out.
     "OPT_OUT": None,
     "HONOR_DNT": False,  # skip requests with DNT: 1
     "HONOR_GPC": False,  # skip requests with Sec-GPC: 1
     # --- processors and delivery ---------------------------------------------------------------
     # Run in order on the delivery worker; each is ``event -> event | None`` (None drops it).
-    "PROCESSORS": ["scrub", "anonymize_ip", "pseudonymize"],
+    # Scrubbing secrets is not a processor: it always runs, before these.
+    "PROCESSORS": ["opt_out", "anonymize_ip", "pseudonymize"],
     # Where events go: logstash-http, logstash-tcp, database, jsonl, elasticsearch, or a path.
     "SINK": "database",
     "QUEUE_SIZE": 10_000,  # bounded hand-off between request threads and the worker
@@ -71,7 +74,13 @@ DEFAULTS: dict[str, Any] = {
     "LOGSTASH_HOSTS": ["http://127.0.0.1:8080"],  # tried in order, for failover
     "LOGSTASH_USER": "",
     "LOGSTASH_PASSWORD": "",
-    "LOGSTASH_SSL_VERIFY": True,  # or a CA bundle path
+    # TLS: use https:// (http input) or tls:// (tcp input) hosts. Logstash 9 names the matching
+    # input options ssl_enabled, ssl_certificate, ssl_key, ssl_certificate_authorities and
+    # ssl_client_authentication; the pre-9 names (ssl, ssl_verify, ...) are gone.
+    "LOGSTASH_SSL_VERIFY": True,  # verify the server certificate (HTTP: or a CA bundle path)
+    "LOGSTASH_SSL_CA": None,  # CA bundle for the tcp transport
+    "LOGSTASH_SSL_CERT": None,  # client certificate, when the input requires one
+    "LOGSTASH_SSL_KEY": None,
     "JSONL_PATH": "var/events.jsonl",
     "DATABASE_ALIAS": "events",
     # --- query side -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = "1"
@@ -14,7 +14,7 @@ EVENT_DATASET = "eventtrail.events"
 DEADLETTER_DATASET = "eventtrail.deadletter"
 
 
-class Producer(str, Enum):
+class Producer(StrEnum):
     """Who puts a field on the event."""
 
     CAPTURE = "capture"  # the middleware, a signal receiver or the browser collector

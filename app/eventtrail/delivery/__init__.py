@@ -1,0 +1,266 @@
+"""Delivery: a bounded hand-off, one worker thread per process, a spool, retries and counters."""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from eventtrail import schema
+from eventtrail.capture import build
+from eventtrail.conf import get_config
+from eventtrail.delivery.sinks import DeliveryError, Sink, make_sink
+from eventtrail.delivery.spool import MemorySpool, Spool, SqliteSpool
+from eventtrail.processors import run
+from eventtrail.stats import counters
+
+# The worker's own log lines go to "eventtrail.delivery"; no event type listens to logging,
+# so they can never feed back into the event stream.
+logger = logging.getLogger("eventtrail.delivery")
+
+ADOPT_EVERY = 30.0
+PERSIST_EVERY = 1.0
+
+
+def serialise(event: dict[str, Any]) -> str:
+    public = {k: v for k, v in event.items() if not k.startswith("_")}
+    return json.dumps(schema.unflatten(public), separators=(",", ":"), ensure_ascii=False)
+
+
+def prepare(draft: dict[str, Any]) -> tuple[str, str] | None:
+    """Build, process and serialise one draft: (event.id, JSON), or None if dropped."""
+    event = run(build(draft))
+    if event is None:
+        return None
+    return event["event.id"], serialise(event)
+
+
+class Handoff:
+    """What request threads see: ``put`` appends to a bounded deque and returns at once."""
+
+    def __init__(self, sink: Sink | None = None, spool: Spool | None = None) -> None:
+        config = get_config()
+        self.pid = os.getpid()
+        self.queue: deque[dict[str, Any]] = deque()
+        self.maxsize: int = config["QUEUE_SIZE"]
+        self.batch_size: int = config["BATCH_SIZE"]
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._sink = sink
+        self._spool = spool
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.idle = threading.Event()
+
+    # --- request thread ---------------------------------------------------------------------
+    def put(self, draft: dict[str, Any]) -> None:
+        if len(self.queue) >= self.maxsize:
+            counters.drop("queue_full")
+            return
+        self.queue.append(draft)
+        if self.thread is None:
+            self.start()
+        if len(self.queue) >= self.batch_size:
+            self.wake.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self.thread is not None:
+                return
+            self.thread = threading.Thread(target=self._run, name="eventtrail-delivery", daemon=True)
+            self.thread.start()
+
+    def _open(self) -> tuple[Sink, Spool]:
+        config = get_config()
+        if self._spool is None:
+            self._spool = (
+                SqliteSpool(config["SPOOL_DIR"], config["SPOOL_MAX_EVENTS"], config["SPOOL_MAX_AGE"])
+                if config["SPOOL"]
+                else MemorySpool(config["SPOOL_MAX_EVENTS"])
+            )
+        if self._sink is None:
+            self._sink = make_sink()
+        return self._sink, self._spool
+
+    def _run(self) -> None:
+        config = get_config()
+        sink, spool = self._open()
+        backoff = list(config["RETRY_BACKOFF"]) or [1.0]
+        state = {"attempt": 0, "retry_at": 0.0, "adopt_at": 0.0, "persist_at": 0.0}
+        while True:
+            self.wake.wait(config["FLUSH_INTERVAL"])
+            self.wake.clear()
+            stopping = self.stopping.is_set()
+            try:
+                self._cycle(sink, spool, backoff, state)
+            except Exception as exc:  # the worker must outlive any bug or outage
+                counters.incr("internal_error")
+                counters.error(f"worker: {exc!r}")
+                logger.exception("Event Trail delivery worker error; continuing")
+                time.sleep(0.1)
+            if stopping:
+                return
+
+    def _cycle(self, sink: Sink, spool: Spool, backoff: list[float], state: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now >= state["adopt_at"]:
+            state["adopt_at"] = now + ADOPT_EVERY
+            spool.adopt_orphans()
+            spool.expire()
+        self._spool_queued(spool)
+        self._deliver(sink, spool, backoff, state)
+        if time.monotonic() >= state["persist_at"]:
+            state["persist_at"] = time.monotonic() + PERSIST_EVERY
+            self.persist()
+        if not self.queue and spool.count() == 0:
+            self.idle.set()
+        else:
+            self.idle.clear()
+
+    def _spool_queued(self, spool: Spool) -> None:
+        """Move everything queued into the spool, in batches: one commit per batch."""
+        while self.queue:
+            drafts: list[dict[str, Any]] = []
+            while self.queue and len(drafts) < self.batch_size * 4:
+                drafts.append(self.queue.popleft())
+            docs = []
+            for draft in drafts:
+                try:
+                    prepared = prepare(draft)
+                except Exception as exc:
+                    counters.drop("invalid")
+                    counters.error(f"build: {exc!r}")
+                    logger.exception("Event Trail could not build an event; dropped")
+                    continue
+                if prepared is not None:
+                    docs.append(prepared)
+            counters.incr("enqueued", len(drafts))
+            if docs:
+                spool.append(docs)
+                counters.incr("spooled", len(docs))
+
+    def _deliver(self, sink: Sink, spool: Spool, backoff: list[float], state: dict[str, Any]) -> None:
+        if time.monotonic() < state["retry_at"]:
+            return
+        while True:
+            rows = spool.peek(self.batch_size)
+            if not rows:
+                return
+            try:
+                sink.send([doc for _, doc in rows])
+            except Exception as exc:
+                delivered = exc.delivered if isinstance(exc, DeliveryError) else 0
+                if delivered:
+                    spool.ack(rows[delivered - 1][0])
+                    counters.incr("delivered", delivered)
+                delay = backoff[min(state["attempt"], len(backoff) - 1)]
+                state["attempt"] += 1
+                state["retry_at"] = time.monotonic() + delay
+                counters.incr("retried", len(rows) - delivered)
+                counters.error(f"{sink.name}: {exc}")
+                logger.warning("Event Trail %s: %s; retry in %.1fs", sink.name, exc, delay)
+                return
+            spool.ack(rows[-1][0])
+            counters.incr("delivered", len(rows))
+            state["attempt"] = 0
+            if len(self.queue) >= self.batch_size:
+                return  # spool what waits before it piles up in memory
+
+    def persist(self) -> None:
+        try:
+            counters.persist(get_config()["SPOOL_DIR"])
+        except OSError as exc:
+            logger.warning("Event Trail could not write its counters: %s", exc)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued is delivered; False when ``timeout`` ran out."""
+        deadline = time.monotonic() + timeout
+        self.idle.clear()
+        while time.monotonic() < deadline:
+            self.wake.set()
+            if self.idle.wait(0.05) and not self.queue:
+                return True
+        return False
+
+    def stop(self, timeout: float | None = None) -> int:
+        """Stop the worker: spool what is queued, try one last send, keep the rest on disk.
+
+        Returns how many events are left in the spool.
+        """
+        timeout = get_config()["SHUTDOWN_TIMEOUT"] if timeout is None else timeout
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            self.stopping.set()
+            self.wake.set()
+            thread.join(timeout)
+        left = self._spool.count() if self._spool is not None else len(self.queue)
+        if thread is not None and thread.is_alive():
+            logger.warning("Event Trail delivery did not stop within %.1fs", timeout)
+            counters.drop("shutdown", len(self.queue))
+            return left + len(self.queue)
+        if self._spool is not None:
+            if left and isinstance(self._spool, MemorySpool):
+                counters.drop("shutdown", left)
+            if left:
+                logger.warning("Event Trail stopping with %d events left in the spool", left)
+            self._spool.close()
+        if self._sink is not None:
+            self._sink.close()
+        self.persist()
+        return left
+
+
+_handoff: Handoff | None = None
+_handoff_lock = threading.Lock()
+_override: Callable[[dict[str, Any]], None] | None = None
+
+
+class _Direct:
+    """Used by ``eventtrail.testing.capture_events``: build synchronously and collect."""
+
+    def __init__(self, collect: Callable[[dict[str, Any]], None]) -> None:
+        self.put = collect
+
+
+def handoff() -> Handoff | _Direct:
+    """This process's hand-off. A forked child gets its own, never the parent's."""
+    global _handoff
+    if _override is not None:
+        return _Direct(_override)
+    current = _handoff
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _handoff_lock:
+        if _handoff is None or _handoff.pid != os.getpid():
+            if _handoff is not None:
+                _forget_parent(_handoff)
+            _handoff = Handoff()
+        return _handoff
+
+
+def _forget_parent(parent: Handoff) -> None:
+    """In a forked child: drop the parent's queue (the parent delivers it) and its lock fd."""
+    parent.queue.clear()
+    spool = parent._spool
+    if isinstance(spool, SqliteSpool) and spool._lock is not None:
+        spool._lock.close()
+        spool._lock = None
+    counters.reset()
+
+
+def shutdown(timeout: float | None = None) -> int:
+    global _handoff
+    with _handoff_lock:
+        current, _handoff = _handoff, None
+    if current is None or current.pid != os.getpid():
+        return 0
+    return current.stop(timeout)
+
+
+atexit.register(shutdown)

@@ -1,0 +1,223 @@
+"""Sinks: where the worker sends batches. Logstash transports come from python-logstash-async."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from eventtrail.conf import get_config
+
+
+class DeliveryError(Exception):
+    """A batch was not (fully) delivered. ``delivered`` leading documents did arrive."""
+
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+
+
+class Sink(Protocol):
+    """Takes serialised documents; returns when all are acknowledged, raises otherwise."""
+
+    name: str
+
+    def send(self, docs: Sequence[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _hosts(urls: Sequence[str], default_scheme: str, default_port: int) -> list[tuple[str, str, int]]:
+    hosts = []
+    for url in urls:
+        parts = urlsplit(url if "://" in url else f"{default_scheme}://{url}")
+        hosts.append((parts.scheme, parts.hostname or "127.0.0.1", parts.port or default_port))
+    return hosts
+
+
+class _Failover:
+    """Tries each configured host in turn; the one that worked is tried first next time."""
+
+    transports: list[Any]
+    labels: list[str]
+
+    def __init__(self) -> None:
+        self.current = 0
+
+    def _each(self) -> list[int]:
+        n = len(self.transports)
+        return [(self.current + i) % n for i in range(n)]
+
+
+class LogstashTcpSink(_Failover):
+    """Newline-delimited JSON over TCP (``json_lines``). Only the kernel acknowledges it.
+
+    Documents go in chunks, one ``sendall`` each, so a broken connection loses at most the
+    chunk in flight and the chunks before it count as delivered.
+    """
+
+    name = "logstash-tcp"
+    CHUNK = 100
+
+    def __init__(self, hosts: Sequence[str] | None = None) -> None:
+        super().__init__()
+        from logstash_async.constants import constants
+        from logstash_async.transport import TcpTransport
+
+        config = get_config()
+        # The library waits up to 30 s per connection for its write buffer to drain; we
+        # acknowledge on sendall and let a retry cover the rest, so never wait.
+        constants.SOCKET_CLOSE_WAIT_TIMEOUT = 0
+        self.transports, self.labels = [], []
+        for scheme, host, port in _hosts(hosts or config["LOGSTASH_HOSTS"], "tcp", 5000):
+            tls = scheme in {"tls", "ssl", "tcps"}
+            self.transports.append(
+                TcpTransport(host, port, timeout=config["SEND_TIMEOUT"], ssl_enable=tls,
+                             ssl_verify=bool(config["LOGSTASH_SSL_VERIFY"]),
+                             ssl_verify_flags=None, keyfile=config["LOGSTASH_SSL_KEY"],
+                             certfile=config["LOGSTASH_SSL_CERT"],
+                             ca_certs=config["LOGSTASH_SSL_CA"])
+            )
+            self.labels.append(f"{scheme}://{host}:{port}")
+
+    def send(self, docs: Sequence[str]) -> None:
+        chunks = [
+            "".join(f"{doc}\n" for doc in docs[i : i + self.CHUNK])
+            for i in range(0, len(docs), self.CHUNK)
+        ]
+        delivered, errors = 0, []
+        for index in self._each():
+            transport = self.transports[index]
+            try:
+                for chunk_no in range(delivered // self.CHUNK, len(chunks)):
+                    transport.send([chunks[chunk_no]])
+                    delivered = min(len(docs), (chunk_no + 1) * self.CHUNK)
+                self.current = index
+                return
+            except OSError as exc:
+                errors.append(f"{self.labels[index]}: {exc}")
+        raise DeliveryError("; ".join(errors), delivered)
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+class LogstashHttpSink(_Failover):
+    """JSON batches over HTTP with basic auth. Logstash answers 200 only once it has them."""
+
+    name = "logstash-http"
+
+    def __init__(self, hosts: Sequence[str] | None = None) -> None:
+        super().__init__()
+        from logstash_async.transport import HttpTransport
+
+        config = get_config()
+        self.transports, self.labels = [], []
+        for scheme, host, port in _hosts(hosts or config["LOGSTASH_HOSTS"], "http", 8080):
+            self.transports.append(
+                HttpTransport(
+                    host, port, timeout=config["SEND_TIMEOUT"], ssl_enable=scheme == "https",
+                    ssl_verify=config["LOGSTASH_SSL_VERIFY"],
+                    username=config["LOGSTASH_USER"] or None,
+                    password=config["LOGSTASH_PASSWORD"] or None,
+                )
+            )
+            self.labels.append(f"{scheme}://{host}:{port}")
+
+    def send(self, docs: Sequence[str]) -> None:
+        import requests
+
+        errors = []
+        for index in self._each():
+            try:
+                self.transports[index].send(list(docs))
+                self.current = index
+                return
+            except (requests.RequestException, OSError) as exc:
+                errors.append(f"{self.labels[index]}: {_describe(exc)}")
+        raise DeliveryError("; ".join(errors))
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+def _describe(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+
+
+class JsonLinesSink:
+    """Appends one JSON document per line to a file, fsynced per batch."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path or get_config()["JSONL_PATH"])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def send(self, docs: Sequence[str]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write("".join(f"{doc}\n" for doc in docs))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def close(self) -> None:
+        return None
+
+
+class DatabaseSink:
+    """The embedded store: enrich like the pipeline does, then insert, idempotent on event.id."""
+
+    name = "database"
+
+    def __init__(self, alias: str | None = None) -> None:
+        self.alias = alias or get_config()["DATABASE_ALIAS"]
+
+    def send(self, docs: Sequence[str]) -> None:
+        from django.db import DatabaseError, close_old_connections, connections
+
+        from eventtrail import schema
+        from eventtrail.enrichment import enrich
+        from eventtrail.models import StoredEvent
+
+        rows = []
+        for doc in docs:
+            nested = json.loads(doc)
+            flat = enrich(schema.flatten(nested))
+            rows.append(StoredEvent.from_flat(flat, schema.unflatten(flat)))
+        try:
+            StoredEvent.objects.using(self.alias).bulk_create(
+                rows, ignore_conflicts=True, batch_size=500
+            )
+        except DatabaseError as exc:
+            # A broken connection must not poison every later attempt.
+            connections[self.alias].close()
+            raise DeliveryError(f"database {self.alias!r}: {exc}") from exc
+        finally:
+            close_old_connections()
+
+    def close(self) -> None:
+        from django.db import connections
+
+        connections[self.alias].close()
+
+
+BUILTIN: dict[str, Any] = {
+    "logstash-http": LogstashHttpSink,
+    "logstash-tcp": LogstashTcpSink,
+    "jsonl": JsonLinesSink,
+    "database": DatabaseSink,
+}
+
+
+def make_sink(value: str | None = None) -> Sink:
+    from eventtrail.processors import resolve
+
+    factory = resolve("SINK", value or get_config()["SINK"], BUILTIN)
+    sink: Sink = factory()
+    return sink

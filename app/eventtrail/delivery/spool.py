@@ -1,0 +1,219 @@
+"""Spools: where built events wait until a sink acknowledges them. On disk by default."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Protocol
+
+from eventtrail.stats import counters
+
+logger = logging.getLogger("eventtrail.delivery")
+
+Row = tuple[int, str]  # (sequence number, serialised document)
+
+
+class Spool(Protocol):
+    def append(self, docs: list[tuple[str, str]]) -> None: ...
+    def peek(self, limit: int) -> list[Row]: ...
+    def ack(self, upto: int) -> None: ...
+    def count(self) -> int: ...
+    def expire(self) -> None: ...
+    def adopt_orphans(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class MemorySpool:
+    """A bounded in-memory spool, for tests and for SPOOL off. Lost if the process dies."""
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self.rows: deque[tuple[int, str, float]] = deque()
+        self.seq = 0
+
+    def append(self, docs: list[tuple[str, str]]) -> None:
+        now = time.time()
+        for _, doc in docs:
+            self.seq += 1
+            self.rows.append((self.seq, doc, now))
+        excess = len(self.rows) - self.max_events
+        if excess > 0:
+            for _ in range(excess):
+                self.rows.popleft()
+            counters.drop("spool_full", excess)
+
+    def peek(self, limit: int) -> list[Row]:
+        return [(seq, doc) for seq, doc, _ in list(self.rows)[:limit]]
+
+    def ack(self, upto: int) -> None:
+        while self.rows and self.rows[0][0] <= upto:
+            self.rows.popleft()
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def expire(self) -> None:
+        return None
+
+    def adopt_orphans(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    at REAL NOT NULL,
+    doc TEXT NOT NULL
+)
+"""
+
+
+class SqliteSpool:
+    """One SQLite file per process, held with flock so live workers can adopt dead ones' files.
+
+    A row is deleted only once its batch is acknowledged, so a crash mid-send re-sends it;
+    ``event.id`` makes that harmless downstream.
+    """
+
+    def __init__(self, directory: str | Path, max_events: int, max_age: float) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_events = max_events
+        self.max_age = max_age
+        name = f"spool-{os.getpid()}-{secrets.token_hex(4)}"
+        # Lock first, then create the database, so no adopter ever sees an unlocked live file.
+        self.lock_path = self.dir / f"{name}.lock"
+        self._lock: IO[bytes] | None = open(self.lock_path, "wb")  # noqa: SIM115
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = self.dir / f"{name}.sqlite"
+        self.db = self._open(self.path)
+        self._count = 0
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a process crash; only an OS crash can lose the last transactions.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(SCHEMA)
+        return db
+
+    def append(self, docs: list[tuple[str, str]]) -> None:
+        now = time.time()
+        before = self.db.total_changes
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT OR IGNORE INTO events (id, at, doc) VALUES (?, ?, ?)",
+            [(event_id, now, doc) for event_id, doc in docs],
+        )
+        self.db.execute("COMMIT")
+        self._count += self.db.total_changes - before
+        if self._count > self.max_events:
+            self._trim(self._count - self.max_events, "spool_full")
+
+    def _trim(self, excess: int, reason: str) -> None:
+        cur = self.db.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)",
+            (excess,),
+        )
+        self._count -= cur.rowcount
+        counters.drop(reason, cur.rowcount)
+        logger.warning("Event Trail spool over its bound: dropped %d oldest (%s)", cur.rowcount, reason)
+
+    def peek(self, limit: int) -> list[Row]:
+        return self.db.execute(
+            "SELECT seq, doc FROM events ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+
+    def ack(self, upto: int) -> None:
+        cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+        self._count -= cur.rowcount
+
+    def count(self) -> int:
+        return self._count
+
+    def expire(self) -> None:
+        cur = self.db.execute("DELETE FROM events WHERE at < ?", (time.time() - self.max_age,))
+        if cur.rowcount:
+            self._count -= cur.rowcount
+            counters.drop("spool_expired", cur.rowcount)
+            logger.warning("Event Trail spool: %d events older than SPOOL_MAX_AGE dropped", cur.rowcount)
+
+    def adopt_orphans(self) -> int:
+        """Move the rows of spools whose owner died into this one. Returns how many."""
+        adopted = 0
+        for lock_path in sorted(self.dir.glob("spool-*.lock")):
+            if lock_path == self.lock_path:
+                continue
+            try:
+                handle = open(lock_path, "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()  # its owner is alive
+                continue
+            try:
+                adopted += self._absorb(lock_path.with_suffix(".sqlite"))
+                lock_path.unlink(missing_ok=True)
+            finally:
+                handle.close()
+        if adopted:
+            logger.info("Event Trail adopted %d spooled events from dead workers", adopted)
+        return adopted
+
+    def _absorb(self, orphan: Path) -> int:
+        if not orphan.exists():
+            return 0
+        before = self.db.total_changes
+        self.db.execute("ATTACH DATABASE ? AS orphan", (str(orphan),))
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR IGNORE INTO main.events (id, at, doc) "
+                "SELECT id, at, doc FROM orphan.events ORDER BY seq"
+            )
+            self.db.execute("COMMIT")
+        finally:
+            self.db.execute("DETACH DATABASE orphan")
+        moved = self.db.total_changes - before
+        self._count += moved
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{orphan}{suffix}").unlink(missing_ok=True)
+        return moved
+
+    def close(self) -> None:
+        left = self.count()
+        self.db.close()
+        if left == 0:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        if self._lock is not None:
+            self.lock_path.unlink(missing_ok=True) if left == 0 else None
+            self._lock.close()
+            self._lock = None
+
+
+def spooled_on_disk(directory: str | Path) -> int:
+    """Events waiting in every spool file of ``directory`` (for operators)."""
+    total = 0
+    for path in Path(directory).glob("spool-*.sqlite"):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+            try:
+                total += db.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+    return total

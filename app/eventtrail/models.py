@@ -1,0 +1,90 @@
+"""The embedded store: one row per event, indexed columns plus the whole document as JSON."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+# Schema field -> column, for the fields the API filters, sorts and groups on.
+COLUMNS: dict[str, str] = {
+    "@timestamp": "timestamp",
+    "event.id": "id",
+    "event.action": "action",
+    "event.outcome": "outcome",
+    "event.duration": "duration",
+    "event.ingested": "ingested",
+    "user.id": "user_id",
+    "user.name": "user_name",
+    "source.ip": "source_ip",
+    "url.path": "url_path",
+    "http.request.method": "method",
+    "http.response.status_code": "status_code",
+    "user_agent.name": "ua_name",
+    "user_agent.os.name": "os_name",
+    "service.name": "service_name",
+    "eventtrail.source": "source",
+    "eventtrail.session.hash": "session_hash",
+    "eventtrail.community.id": "community_id",
+    "eventtrail.community.slug": "community_slug",
+    "eventtrail.target.type": "target_type",
+    "eventtrail.target.id": "target_id",
+    "eventtrail.target.state": "target_state",
+    "eventtrail.target.previous_state": "target_previous_state",
+    "eventtrail.bot": "is_bot",
+}
+
+
+class StoredEvent(models.Model):
+    """An event as the embedded store keeps it. The primary key is ``event.id``."""
+
+    id = models.CharField(max_length=36, primary_key=True)
+    timestamp = models.DateTimeField()
+    action = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, blank=True, default="")
+    duration = models.BigIntegerField(null=True)
+    ingested = models.DateTimeField(null=True)
+    user_id = models.CharField(max_length=64, null=True)
+    user_name = models.CharField(max_length=150, null=True)
+    source_ip = models.GenericIPAddressField(null=True)
+    url_path = models.TextField(null=True)
+    method = models.CharField(max_length=16, null=True)
+    status_code = models.IntegerField(null=True)
+    ua_name = models.CharField(max_length=128, null=True)
+    os_name = models.CharField(max_length=128, null=True)
+    service_name = models.CharField(max_length=128, null=True)
+    source = models.CharField(max_length=16, null=True)
+    session_hash = models.CharField(max_length=64, null=True)
+    community_id = models.CharField(max_length=64, null=True)
+    community_slug = models.CharField(max_length=128, null=True)
+    target_type = models.CharField(max_length=64, null=True)
+    target_id = models.CharField(max_length=64, null=True)
+    target_state = models.CharField(max_length=32, null=True)
+    target_previous_state = models.CharField(max_length=32, null=True)
+    is_bot = models.BooleanField(default=False)
+    document = models.JSONField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["timestamp", "id"], name="et_ts"),
+            models.Index(fields=["action", "timestamp"], name="et_action_ts"),
+            models.Index(fields=["user_id", "timestamp"], name="et_user_ts"),
+            models.Index(fields=["community_slug", "timestamp"], name="et_community_ts"),
+            models.Index(fields=["target_type", "target_id", "timestamp"], name="et_target_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.action} {self.user_name or '-'}"
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any], document: dict[str, Any]) -> StoredEvent:
+        from django.utils.dateparse import parse_datetime
+
+        values: dict[str, Any] = {}
+        for name, column in COLUMNS.items():
+            value = flat.get(name)
+            if value is None:
+                continue
+            if column in {"timestamp", "ingested"}:
+                value = parse_datetime(value.replace("Z", "+00:00"))
+            values[column] = value
+        return cls(document=document, **values)

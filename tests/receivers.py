@@ -1,0 +1,151 @@
+"""Real local receivers standing in for Logstash's tcp (json_lines) and http inputs."""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Received:
+    """What arrived, thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.docs: list[dict] = []
+        self.requests = 0
+        self.bad_lines = 0
+
+    def add(self, docs: list[dict]) -> None:
+        with self.lock:
+            self.docs.extend(docs)
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [d["event"]["id"] for d in self.docs]
+
+    def wait_for(self, count: int, timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(set(self.ids())) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+class TcpReceiver:
+    """A json_lines TCP server, like Logstash's tcp input. ``start``/``stop`` model outages."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received = Received()
+        self.server: socketserver.ThreadingTCPServer | None = None
+
+    def start(self) -> TcpReceiver:
+        received = self.received
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for line in self.rfile:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        received.add([json.loads(line)])
+                    except ValueError:
+                        received.bad_lines += 1
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class HttpReceiver:
+    """An HTTP server like Logstash's http input: JSON array or object, basic auth, 200 = ack.
+
+    ``script`` is a list of responses to give before answering 200: an int status, or
+    "slow" to hold the request past the client's timeout.
+    """
+
+    def __init__(self, user: str = "writer", password: str = "s3cret", port: int | None = None):
+        self.port = port or free_port()
+        self.user, self.password = user, password
+        self.received = Received()
+        self.script: list[int | str] = []
+        self.slow_seconds = 3.0
+        self.server: ThreadingHTTPServer | None = None
+        self.auth_failures = 0
+
+    def start(self) -> HttpReceiver:
+        outer = self
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer.received.lock:
+                    outer.received.requests += 1
+                    step = outer.script.pop(0) if outer.script else 200
+                if self.headers.get("Authorization") != expected:
+                    outer.auth_failures += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                if step == "slow":
+                    time.sleep(outer.slow_seconds)
+                    step = 200  # the client gave up already; it must re-send
+                if step != 200:
+                    self.send_response(int(step))
+                    self.end_headers()
+                    return
+                data = json.loads(body)
+                outer.received.add(data if isinstance(data, list) else [data])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class Blackhole:
+    """Accepts connections and never reads or answers: a hung receiver."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,294 @@
+"""Delivery against real local receivers: acks, outages, crashes, retries, forks."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+from eventtrail import schema
+from eventtrail.capture import draft_for
+from eventtrail.delivery import Handoff
+from eventtrail.delivery.sinks import LogstashHttpSink, LogstashTcpSink
+from eventtrail.delivery.spool import MemorySpool, SqliteSpool
+from eventtrail.stats import counters
+
+from tests.receivers import Blackhole, HttpReceiver, TcpReceiver, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = {"FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05, 0.1], "SEND_TIMEOUT": 1.0}
+
+
+def drafts(n, action="page.view", start=0):
+    return [
+        draft_for(action, {"url.path": f"/p/{start + i}", "http.request.method": "GET",
+                           "http.response.status_code": 200, "user.id": str(i % 7),
+                           "user_agent.original": "Mozilla/5.0 Firefox/120.0"},
+                  remote="198.51.100.1", duration_ns=1000 + i)
+        for i in range(n)
+    ]
+
+
+def run(handoff, items):
+    for draft in items:
+        handoff.put(draft)
+
+
+@pytest.fixture
+def fast():
+    with override_settings(EVENTTRAIL={**FAST, "QUEUE_SIZE": 50_000}):
+        counters.reset()
+        yield
+
+
+def stop(handoff):
+    handoff.stop(timeout=5)
+
+
+def test_tcp_delivers_each_event_once_as_one_schema_valid_document(fast):
+    receiver = TcpReceiver().start()
+    handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{receiver.port}"]),
+                      spool=MemorySpool(100_000))
+    try:
+        run(handoff, drafts(1000))
+        assert receiver.received.wait_for(1000)
+        assert handoff.flush(10)
+    finally:
+        stop(handoff)
+        receiver.stop()
+    docs = receiver.received.docs
+    assert len(docs) == 1000 and len({d["event"]["id"] for d in docs}) == 1000
+    assert receiver.received.bad_lines == 0
+    for doc in docs:
+        assert schema.errors(doc, {schema.Producer.CAPTURE}) == []
+        assert set(doc) <= {"@timestamp", "ecs", "message", "event", "user", "source", "url",
+                            "http", "user_agent", "service", "eventtrail"}
+    assert counters.snapshot()["counters"]["delivered"] == 1000
+
+
+def test_http_sends_batches_with_basic_auth(fast):
+    receiver = HttpReceiver().start()
+    with override_settings(EVENTTRAIL={**FAST, "LOGSTASH_USER": "writer",
+                                       "LOGSTASH_PASSWORD": "s3cret"}):
+        handoff = Handoff(sink=LogstashHttpSink([f"http://127.0.0.1:{receiver.port}"]),
+                          spool=MemorySpool(100_000))
+        try:
+            run(handoff, drafts(1200))
+            assert receiver.received.wait_for(1200)
+        finally:
+            stop(handoff)
+            receiver.stop()
+    assert receiver.auth_failures == 0
+    assert len(receiver.received.docs) == 1200
+    assert receiver.received.requests < 1200 / 10  # batched, not one request per event
+    for doc in receiver.received.docs[:50]:
+        assert schema.errors(doc, {schema.Producer.CAPTURE}) == []
+
+
+def test_failover_to_the_second_host(fast):
+    receiver = TcpReceiver().start()
+    dead = free_port()
+    handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{dead}",
+                                            f"tcp://127.0.0.1:{receiver.port}"]),
+                      spool=MemorySpool(10_000))
+    try:
+        run(handoff, drafts(300))
+        assert receiver.received.wait_for(300)
+    finally:
+        stop(handoff)
+        receiver.stop()
+    assert len(receiver.received.ids()) == 300
+
+
+def test_ten_thousand_events_survive_an_outage(fast, tmp_path):
+    port = free_port()
+    handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{port}"]),
+                      spool=SqliteSpool(tmp_path, 1_000_000, 3600))
+    try:
+        sent = drafts(10_000)
+        run(handoff, sent)
+        deadline = time.monotonic() + 60
+        while handoff._spool.count() < 10_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handoff._spool.count() == 10_000
+        assert counters.snapshot()["counters"]["retried"] > 0
+        receiver = TcpReceiver(port).start()
+        assert receiver.received.wait_for(10_000, timeout=90)
+        assert handoff.flush(10)
+    finally:
+        stop(handoff)
+    receiver.stop()
+    ids = receiver.received.ids()
+    assert len(set(ids)) == 10_000
+    assert len(ids) == 10_000  # and nothing twice
+    assert handoff._spool is not None
+
+
+CHILD = r"""
+import os, sys, time
+sys.path[:0] = [{app!r}, {repo!r}]
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+import django
+from django.conf import settings
+django.setup()
+from eventtrail.conf import get_config
+settings.EVENTTRAIL = {{**settings.EVENTTRAIL, "SINK": "logstash-tcp", "SPOOL": True,
+    "SPOOL_DIR": {spool!r}, "LOGSTASH_HOSTS": ["tcp://127.0.0.1:{port}"],
+    "FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05], "QUEUE_SIZE": 100000}}
+get_config.cache_clear()
+from eventtrail.capture import draft_for
+from eventtrail.delivery import handoff
+h = handoff()
+for i in range({n}):
+    h.put(draft_for("page.view", {{"url.path": "/crash/%d" % i}}))
+while h._spool is None or h._spool.count() < {n}:
+    time.sleep(0.02)
+print("spooled", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_process_leaves_its_spool_for_the_next_to_adopt(fast, tmp_path):
+    port = free_port()
+    script = CHILD.format(app=str(REPO / "app"), repo=str(REPO), spool=str(tmp_path),
+                          port=port, n=3000)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "spooled"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert list(tmp_path.glob("spool-*.sqlite"))
+    receiver = TcpReceiver(port).start()
+    adopter = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{port}"]),
+                      spool=SqliteSpool(tmp_path, 1_000_000, 3600))
+    try:
+        adopter.start()
+        assert receiver.received.wait_for(3000, timeout=60)
+        assert adopter.flush(10)
+    finally:
+        stop(adopter)
+        receiver.stop()
+    ids = receiver.received.ids()
+    assert len(ids) == len(set(ids)) == 3000
+    assert sorted(d["url"]["path"] for d in receiver.received.docs) == sorted(
+        f"/crash/{i}" for i in range(3000))
+    assert not [p for p in tmp_path.glob("spool-*.sqlite")]
+
+
+@pytest.mark.parametrize("script", [[429, 429], [500, 503], ["slow"]], ids=["429", "5xx", "timeout"])
+def test_http_errors_and_timeouts_are_retried(fast, script):
+    receiver = HttpReceiver().start()
+    receiver.script = list(script)
+    receiver.slow_seconds = 2.5
+    with override_settings(EVENTTRAIL={**FAST, "LOGSTASH_USER": "writer",
+                                       "LOGSTASH_PASSWORD": "s3cret", "BATCH_SIZE": 1000}):
+        counters.reset()
+        handoff = Handoff(sink=LogstashHttpSink([f"http://127.0.0.1:{receiver.port}"]),
+                          spool=MemorySpool(10_000))
+        try:
+            run(handoff, drafts(200))
+            assert receiver.received.wait_for(200, timeout=30)
+        finally:
+            stop(handoff)
+            receiver.stop()
+    assert counters.snapshot()["counters"]["retried"] >= 200
+    assert len(set(receiver.received.ids())) == 200
+    assert counters.snapshot()["last_error"].startswith("logstash-http")
+
+
+def test_a_blackholed_receiver_never_blocks_the_hand_off(tmp_path):
+    hole = Blackhole()
+    with override_settings(EVENTTRAIL={**FAST, "QUEUE_SIZE": 1000, "SEND_TIMEOUT": 30}):
+        counters.reset()
+        # HTTP waits for an answer that never comes (TCP would "deliver" into kernel buffers).
+        handoff = Handoff(sink=LogstashHttpSink([f"http://127.0.0.1:{hole.port}"]),
+                          spool=SqliteSpool(tmp_path, 1_000_000, 3600))
+        try:
+            items = drafts(200)
+            run(handoff, items)
+            # The worker is now stuck in a send: nothing drains the queue any more.
+            deadline = time.monotonic() + 10
+            while handoff._spool is None or handoff._spool.count() < 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.2)
+            run(handoff, drafts(3000, start=200))
+            assert len(handoff.queue) == 1000
+            assert counters.snapshot()["counters"]["dropped.queue_full"] == 2000
+            assert handoff.thread.is_alive()
+        finally:
+            left = handoff.stop(timeout=0.5)
+            hole.close()
+    assert left >= 1200  # what was spooled stays spooled
+
+
+def test_forked_workers_deliver_each_event_once(fast, tmp_path):
+    receiver = TcpReceiver().start()
+    hosts = [f"tcp://127.0.0.1:{receiver.port}"]
+    from eventtrail import delivery
+
+    delivery.shutdown(5)  # start from no hand-off, as a fresh gunicorn master does
+    with override_settings(EVENTTRAIL={**FAST, "SINK": "logstash-tcp", "LOGSTASH_HOSTS": hosts,
+                                       "SPOOL": True, "SPOOL_DIR": str(tmp_path)}):
+        parent = delivery.handoff()
+        for d in drafts(100, start=0):
+            parent.put(d)
+        children = []
+        for n in range(2):
+            pid = os.fork()
+            if pid == 0:  # child: its own hand-off, never the parent's queue
+                try:
+                    mine = delivery.handoff()
+                    ok = mine is not parent and not mine.queue
+                    for d in drafts(100, start=1000 * (n + 1)):
+                        mine.put(d)
+                    ok = mine.flush(20) and ok
+                    delivery.shutdown(5)
+                finally:
+                    os._exit(0 if ok else 1)
+            children.append(pid)
+        codes = [os.waitpid(pid, 0)[1] for pid in children]
+        assert parent.flush(20)
+        delivery.shutdown(5)
+    receiver.received.wait_for(300, timeout=20)
+    receiver.stop()
+    assert codes == [0, 0]
+    ids = receiver.received.ids()
+    assert len(ids) == 300 and len(set(ids)) == 300
+    paths = sorted(int(d["url"]["path"].rsplit("/", 1)[1]) for d in receiver.received.docs)
+    assert paths == list(range(100)) + list(range(1000, 1100)) + list(range(2000, 2100))
+
+
+def test_shutdown_with_the_receiver_down_is_quick_and_keeps_the_spool(tmp_path):
+    with override_settings(EVENTTRAIL={**FAST, "RETRY_BACKOFF": [30]}):
+        handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{free_port()}"]),
+                          spool=SqliteSpool(tmp_path, 1_000_000, 3600))
+        run(handoff, drafts(500))
+        assert not handoff.flush(0.5)
+        left = handoff.stop(timeout=5)
+    assert left == 500
+    assert not handoff.thread.is_alive()
+    (spool_file,) = tmp_path.glob("spool-*.sqlite")
+    import sqlite3
+
+    assert sqlite3.connect(spool_file).execute("select count(*) from events").fetchone()[0] == 500
+
+
+def test_counters_are_summed_over_processes(tmp_path):
+    from eventtrail.stats import aggregate
+
+    (tmp_path / "stats-1.json").write_text(json.dumps(
+        {"pid": 1, "counters": {"delivered": 5, "dropped.queue_full": 2}, "last_error": "old",
+         "last_error_at": 1.0, "updated_at": 1.0}))
+    (tmp_path / "stats-2.json").write_text(json.dumps(
+        {"pid": 2, "counters": {"delivered": 7, "enqueued": 9}, "last_error": "new",
+         "last_error_at": 2.0, "updated_at": 2.0}))
+    total = aggregate(tmp_path)
+    assert total["delivered"] == 12 and total["enqueued"] == 9
+    assert total["dropped"]["queue_full"] == 2
+    assert total["last_error"] == "new"
+    assert {p["pid"] for p in total["processes"]} == {1, 2}
