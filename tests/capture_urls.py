@@ -1,7 +1,7 @@
 """A tiny URLconf for capture tests, independent of the demo site."""
 from django.contrib.auth import authenticate, login, logout
 from django.http import HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 class Boom(Exception):
@@ -50,4 +50,7 @@ urlpatterns = [
     path("health/", ok, name="health"),
     path("login/", do_login, name="do-login"),
     path("logout/", do_logout, name="do-logout"),
+    # The demo's 404 page links to its pages; keep them resolvable (not recorded here).
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("site/", include("community.urls")),
 ]

@@ -15,3 +15,26 @@ def _delivery_in_a_temporary_place(tmp_path_factory):
     get_config.cache_clear()
     yield
     delivery.shutdown(timeout=2)
+
+
+@pytest.fixture(autouse=True)
+def _events_built_in_the_test_thread(request):
+    """Events a test does not capture are still built (so building bugs fail loudly), in the
+    test's own thread where its database is reachable, then discarded.
+
+    Tests of the real hand-off mark themselves ``real_delivery``.
+    """
+    if request.node.get_closest_marker("real_delivery"):
+        yield
+        return
+
+    from eventtrail import delivery
+    from eventtrail.capture import clear_caches
+
+    clear_caches()
+    previous = delivery._override
+    delivery._override = lambda draft: delivery.prepare(draft) and None
+    try:
+        yield
+    finally:
+        delivery._override = previous

@@ -226,6 +226,7 @@ def test_a_blackholed_receiver_never_blocks_the_hand_off(tmp_path):
     assert left >= 1200  # what was spooled stays spooled
 
 
+@pytest.mark.real_delivery
 def test_forked_workers_deliver_each_event_once(fast, tmp_path):
     receiver = TcpReceiver().start()
     hosts = [f"tcp://127.0.0.1:{receiver.port}"]

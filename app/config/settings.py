@@ -167,6 +167,7 @@ EVENTTRAIL = {
     "ELASTICSEARCH_PASSWORD": env("ELASTICSEARCH_API_PASSWORD"),
     "KIBANA_URL": env("KIBANA_PUBLIC_URL"),
     "TRUSTED_PROXIES": env_list("EVENTTRAIL_TRUSTED_PROXIES"),
+    "USER_ROLES": "community.event_types.user_roles",
 }
 
 LOGGING = {

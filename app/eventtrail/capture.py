@@ -187,6 +187,12 @@ _user_cache: dict[Any, tuple[float, Any]] = {}
 _context_cache: dict[Any, tuple[float, Mapping[str, Any]]] = {}
 
 
+def clear_caches() -> None:
+    """Forget cached users and URL context (tests; a user renamed shows within the TTL)."""
+    _user_cache.clear()
+    _context_cache.clear()
+
+
 def _cached(cache: dict[Any, tuple[float, Any]], key: Any, load: Any) -> Any:
     now = time.monotonic()
     hit = cache.get(key)

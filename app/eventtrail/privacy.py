@@ -66,7 +66,8 @@ def scrub_query(query: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
     if not any(is_secret_key(k, denylist) for k, _ in pairs):
         return query
-    return urlencode([(k, SCRUBBED if is_secret_key(k, denylist) else v) for k, v in pairs])
+    scrubbed = [(k, SCRUBBED if is_secret_key(k, denylist) else v) for k, v in pairs]
+    return urlencode(scrubbed, safe="[]")
 
 
 def scrub_url(url: str) -> str:
