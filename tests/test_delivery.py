@@ -293,3 +293,24 @@ def test_counters_are_summed_over_processes(tmp_path):
     assert total["dropped"]["queue_full"] == 2
     assert total["last_error"] == "new"
     assert {p["pid"] for p in total["processes"]} == {1, 2}
+
+
+def test_stats_command_and_staff_endpoint_sum_all_processes(client, django_user_model, tmp_path):
+    from django.core.management import call_command
+
+    for pid, delivered in ((101, 3), (102, 4)):
+        (tmp_path / f"stats-{pid}.json").write_text(json.dumps(
+            {"pid": pid, "counters": {"delivered": delivered, "dropped.sink_down": 1},
+             "last_error": None, "last_error_at": None, "updated_at": 1.0}))
+    with override_settings(EVENTTRAIL={"SPOOL_DIR": str(tmp_path)}):
+        from io import StringIO
+
+        out = StringIO()
+        call_command("eventtrail_stats", "--json", stdout=out)
+        assert json.loads(out.getvalue())["delivered"] == 7
+        assert client.get("/eventtrail/stats/").status_code == 302  # not staff: to login
+        staff = django_user_model.objects.create_user("op", is_staff=True)
+        client.force_login(staff)
+        data = client.get("/eventtrail/stats/").json()
+    assert data["delivered"] == 7 and data["dropped"]["sink_down"] == 2
+    assert data["in_spool"] == 0

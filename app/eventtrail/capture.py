@@ -33,6 +33,18 @@ MAX_TEXT = 2048  # longer header values are cut: a 64 KB header must not become 
 
 # The draft of the request being served, so signal events made inside it share its context.
 current_draft: ContextVar[Draft | None] = ContextVar("eventtrail_draft", default=None)
+# True inside ``suppressed()``: bulk jobs (seeding, imports) record nothing.
+_suppressed: ContextVar[bool] = ContextVar("eventtrail_suppressed", default=False)
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """Record no event for what happens inside the block (in this thread or task)."""
+    token = _suppressed.set(True)
+    try:
+        yield
+    finally:
+        _suppressed.reset(token)
 
 
 @contextmanager
@@ -99,7 +111,7 @@ def _user_of(request: Any) -> tuple[Any, Any]:
 def begin(request: Any) -> Draft | None:
     """The request-thread part of capture; None when this request is not recorded."""
     config = get_config()
-    if not config["ENABLED"] or not path_recorded(request.path_info):
+    if not config["ENABLED"] or not path_recorded(request.path_info) or _suppressed.get():
         return None
     meta = request.META
     if tracking_refused(meta):
@@ -159,7 +171,7 @@ def finish(draft: Draft, request: Any, status: int) -> None:
 
 def signal_draft(event_type: EventType, fields: Mapping[str, Any], user: Any = None) -> Draft | None:
     """A draft for a signal or model event, sharing the current request's context if any."""
-    if not get_config()["ENABLED"]:
+    if not get_config()["ENABLED"] or _suppressed.get():
         return None
     request_draft = current_draft.get()
     if request_draft is not None and request_draft.get("_refused"):

@@ -1,5 +1,8 @@
-"""URLs served by Event Trail: the query API and the browser collector."""
-from django.urls import URLPattern, URLResolver
+"""URLs served by Event Trail: the query API, the browser collector and operator stats."""
+from django.urls import URLPattern, URLResolver, path
 
-app_name = "eventtrail"
-urlpatterns: list[URLPattern | URLResolver] = []
+from eventtrail import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("eventtrail/stats/", views.delivery_stats, name="eventtrail-stats"),
+]
