@@ -1,0 +1,1 @@
+"""Static checks of a Logstash pipeline: an LSCL parser, a Logstash 9.5 plugin table, a checker."""
