@@ -147,6 +147,15 @@ def test_the_plain_client_refuses_the_engine_without_the_adapter(engine):
     assert engine.client.info()["version"]["distribution"] == "opensearch"
 
 
+def test_the_engine_has_the_modules_of_a_full_distribution(engine):
+    (node,) = engine.client.nodes.info(metric="plugins")["nodes"].values()
+    assert {m["name"] for m in node["modules"]} == {
+        "transport-netty4", "lang-painless", "analysis-common", "mapper-extras",
+        "aggs-matrix-stats", "ingest-common", "ingest-user-agent", "reindex",
+    }  # fmt: skip
+    assert node["plugins"] == []  # hence no security plugin: plain HTTP
+
+
 def test_the_unadapted_template_is_rejected(engine):
     # The difference opensearch_template() exists for: if this ever passes, revisit it.
     es = schema.index_template("logs-probe-default", ilm_policy=None)
