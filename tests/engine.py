@@ -222,7 +222,6 @@ class Engine:
         (run / "owner.pid").write_text(str(os.getpid()))
         for sub in ("config/jvm.options.d", "data", "logs", "tmp"):
             (run / sub).mkdir(parents=True)
-        self.chosen_port = self.port is None
         self.port = self.port or free_port()
         conf = run / "config"
         shutil.copy(home / "config" / "log4j2.properties", conf)

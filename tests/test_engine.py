@@ -14,8 +14,6 @@ from eventtrail import schema
 
 from tests.es_adapter import opensearch_template, plain_media_type
 
-pytestmark = pytest.mark.engine
-
 DATA_STREAM = "logs-eventtrail-default"
 START = datetime(2025, 3, 1, tzinfo=UTC)
 HOURS = 72
