@@ -9,7 +9,7 @@ from typing import Any
 from ua_parser import parse
 
 # The same expression sits in the Logstash pipeline; a test keeps the two equal.
-BOT_PATTERN = r"(?i)(bot|crawl|spider|slurp|bingpreview|facebookexternalhit|curl|wget|python-requests|httpclient)"
+BOT_PATTERN = r"(?i)(bot|crawler|spider|slurp)"
 _BOT = re.compile(BOT_PATTERN)
 
 
