@@ -27,6 +27,7 @@ from eventtrail.stats import counters
 logger = logging.getLogger("eventtrail.collect")
 
 TOKEN_SALT = "eventtrail.collect"
+BODY_KEYS = frozenset({"token", "events"})
 EVENT_KEYS = frozenset({"type", "fields", "age"})
 MAX_KEYWORD = 256
 # Generic bounds for the fields of any declared browser type.
@@ -320,6 +321,8 @@ def _collect(request: HttpRequest) -> HttpResponse:
             return _answer(204, {})  # asked not to be tracked: nothing read, nothing kept
         check_origin(request)
         data = parse(read_body(request))
+        if not set(data) <= BODY_KEYS:
+            raise Rejected(400, "unknown_key")  # e.g. a "user": identity is never the payload's
         page = read_token(data.get("token"), request)
         throttle(request, page)
         events = data.get("events")
