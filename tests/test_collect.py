@@ -248,7 +248,7 @@ def test_the_stream_is_never_read_past_the_cap():
 def test_deeply_nested_json_is_a_400(client):
     token = token_for(client)
     depth = 15_000
-    body = '{"token": %s, "events": %s%s}' % (json.dumps(token), "[" * depth, "]" * depth)
+    body = '{"token": ' + json.dumps(token) + ', "events": ' + "[" * depth + "]" * depth + "}"
     assert post(client, body).status_code == 400
     nested = {"type": "browser.scroll", "fields": {"eventtrail.browser.scroll_depth": 25}}
     for _ in range(200):
