@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from eventtrail import delivery, url_event
+from eventtrail import capture, delivery, url_event
 from eventtrail.delivery import Handoff
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.delivery.spool import MemorySpool
@@ -37,6 +37,7 @@ def store():
         delivery._override = previous
         registry.remove("thing.read")
         handoff.stop(timeout=5)
+        capture._context_cache.clear()
 
 
 @pytest.fixture

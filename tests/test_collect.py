@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.core import signing
 from django.core.cache import cache
 from django.test import RequestFactory, override_settings
-from eventtrail import url_event
+from eventtrail import capture, url_event
 from eventtrail.collect import collect
 from eventtrail.privacy import session_hash
 from eventtrail.registry import registry
@@ -33,6 +33,9 @@ def _fresh():
     with capture_events():
         yield
     cache.clear()
+    # Users built here are cached by id for a minute; other test files reuse those ids.
+    capture._user_cache.clear()
+    capture._context_cache.clear()
 
 
 @pytest.fixture
