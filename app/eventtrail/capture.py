@@ -313,14 +313,16 @@ def build(draft: Draft) -> dict[str, Any]:
         event["eventtrail.session.hash"] = session_hash(session_key)
 
     kwargs = draft.get("_kwargs") or {}
-    if event_type.community_kwarg and event_type.community_kwarg in kwargs:
-        event["eventtrail.community.slug"] = str(kwargs[event_type.community_kwarg])
-    if event_type.target_kwarg and event_type.target_kwarg in kwargs:
-        event["eventtrail.target.type"] = event_type.target_type
-        event["eventtrail.target.id"] = str(kwargs[event_type.target_kwarg])
-    if event_type.context is not None and kwargs:
-        hook = event_type.context
-        cache_key = (event_type.action, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+    # A browser event carries the URL type of its page, so it resolves community and target alike.
+    keyed: EventType = draft.get("_url_type") or event_type
+    if keyed.community_kwarg and keyed.community_kwarg in kwargs:
+        event["eventtrail.community.slug"] = str(kwargs[keyed.community_kwarg])
+    if keyed.target_kwarg and keyed.target_kwarg in kwargs:
+        event["eventtrail.target.type"] = keyed.target_type
+        event["eventtrail.target.id"] = str(kwargs[keyed.target_kwarg])
+    if keyed.context is not None and kwargs:
+        hook = keyed.context
+        cache_key = (keyed.action, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
         for name, value in _cached(_context_cache, cache_key, lambda: dict(hook(kwargs))).items():
             if value is not None:
                 event.setdefault(name, value)

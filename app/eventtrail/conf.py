@@ -83,6 +83,13 @@ DEFAULTS: dict[str, Any] = {
     "LOGSTASH_SSL_KEY": None,
     "JSONL_PATH": "var/events.jsonl",
     "DATABASE_ALIAS": "events",
+    # --- browser collector (/eventtrail/collect/) ----------------------------------------------
+    "COLLECT_MAX_BYTES": 32_768,  # request bodies above this are refused unread (413)
+    "COLLECT_MAX_EVENTS": 50,  # events in one batch; the script never sends more
+    # Requests allowed per window, per session and per client IP; past them the answer is 429.
+    "COLLECT_THROTTLE": {"session": "120/min", "ip": "600/min"},
+    "COLLECT_TOKEN_MAX_AGE": 24 * 3600,  # seconds a page's signed token stays valid
+    "COLLECT_MAX_EVENT_AGE": 3600,  # seconds an event may wait in the browser before it is sent
     # --- query side -----------------------------------------------------------------------------
     "STORE": "database",  # database, elasticsearch, or a dotted path
     "ELASTICSEARCH_HOSTS": ["http://127.0.0.1:9200"],

@@ -2,7 +2,9 @@
 from django.urls import URLPattern, URLResolver, path
 
 from eventtrail import views
+from eventtrail.collect import collect
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("eventtrail/collect/", collect, name="collect"),
     path("eventtrail/stats/", views.delivery_stats, name="eventtrail-stats"),
 ]
