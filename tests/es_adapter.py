@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from elastic_transport import HttpHeaders, Urllib3HttpNode
+
 from elasticsearch import Elasticsearch
 
 # The 9.x client asks for e.g. "application/vnd.elasticsearch+json; compatible-with=9";

@@ -8,10 +8,10 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from elasticsearch import BadRequestError, Elasticsearch, UnsupportedProductError, helpers
 from elasticsearch.dsl import A, Q, Search
 from eventtrail import schema
 
+from elasticsearch import BadRequestError, Elasticsearch, UnsupportedProductError, helpers
 from tests.es_adapter import opensearch_template, plain_media_type
 
 DATA_STREAM = "logs-eventtrail-default"
