@@ -1,210 +1,291 @@
-"""logstash/: the pipeline's inputs, dead-lettering, routing and output, read as text.
+"""logstash/: the pipeline's inputs, dead-lettering, routing and output, read as a syntax tree.
 
-These are plain-text checks until the project's Logstash config parser can read the pipeline
-as a tree; they hold the facts the parser-based checks will hold too.
+tests/test_pipeline_check.py holds what check_pipeline proves (plugins, options, field names, every
+registered event type handled somehow), the http input's ECS trap and the tcp input's mode. This
+file holds the rest of what the pipeline promises, and shows each check failing on a copy of the
+pipeline that breaks its promise.
 """
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from eventtrail import schema
+from eventtrail.logstash import parse, parse_file
+from eventtrail.logstash.parser import (
+    Array,
+    Branch,
+    Compare,
+    Condition,
+    FieldRef,
+    Hash,
+    In,
+    Match,
+    Not,
+    Plugin,
+    Regexp,
+    String,
+    iter_field_refs,
+    iter_plugins,
+)
+from eventtrail.registry import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "logstash/pipeline/eventtrail.conf"
-# The actions the event-type registry declares when this was written; `manage.py
-# eventtrail_check` compares the pipeline with the registry itself.
-ACTIONS = {
-    "user.login", "user.logout", "user.login_failed", "community.view", "community.join",
-    "article.view", "article.search", "article.create", "article.edit", "article.state_change",
-    "page.view", "browser.scroll", "browser.resize", "browser.visibility", "video.play",
-    "video.pause", "video.seek", "video.ended", "video.progress",
-}
-# Logstash puts @version on every event; the pipeline only ever removes it.
-LOGSTASH_OWN_FIELDS = {"@version"}
-
-
-def strip_comments(text):
-    """Drop # comments, leaving # inside quoted strings and regexes alone."""
-    out = []
-    for line in text.splitlines():
-        quote = None
-        for i, ch in enumerate(line):
-            if quote:
-                if ch == quote and line[i - 1] != "\\":
-                    quote = None
-            elif ch in "\"'/":
-                quote = ch
-            elif ch == "#":
-                line = line[:i]
-                break
-        out.append(line)
-    return "\n".join(out)
-
-
-def block(text, opener):
-    """The text between the braces that follow the first match of ``opener``."""
-    match = re.search(opener, text, re.M)
-    assert match, opener
-    start = text.index("{", match.end() - 1)
-    depth, quote = 0, None
-    for i in range(start, len(text)):
-        ch = text[i]
-        if quote:
-            if ch == quote and text[i - 1] != "\\":
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i]
-    raise AssertionError(f"unbalanced braces after {opener}")
+MARKER = "EVENT TYPES: the one place to add a new event type's handling"
 
 
 @pytest.fixture(scope="module")
-def pipeline():
-    return strip_comments(PIPELINE.read_text())
+def config():
+    return parse_file(PIPELINE)
 
 
-@pytest.fixture(scope="module")
-def http_input(pipeline):
-    return block(block(pipeline, r"^input\s*\{"), r"\bhttp\s*\{")
+# --- reading the tree ----------------------------------------------------------------------------
 
 
-def without_codec(plugin):
-    codec = re.search(r"codec\s*=>\s*\w+\s*\{", plugin)
-    return plugin[:codec.start()] + plugin[codec.start():].split("}", 1)[1] if codec else plugin
+def py(value):
+    """An option value as plain Python; a plugin (a codec) stays a Plugin."""
+    if isinstance(value, Array):
+        return [py(item) for item in value.items]
+    if isinstance(value, Hash):
+        return {py(entry.key): py(entry.value) for entry in value.entries}
+    if isinstance(value, Plugin):
+        return value
+    return value.value
 
 
-def test_http_input_keeps_the_events_own_url_path_and_user_agent(http_input):
-    # ECS mode would copy the delivery request's User-Agent and path over the event's own.
-    options = without_codec(http_input)
-    assert re.search(r"^\s*ecs_compatibility\s*=>\s*disabled\s*$", options, re.M)
-    headers = re.search(r'request_headers_target_field\s*=>\s*"([^"]+)"', options)
-    remote = re.search(r'remote_host_target_field\s*=>\s*"([^"]+)"', options)
-    assert headers and headers.group(1).startswith("[@metadata]")
-    assert remote and remote.group(1).startswith("[@metadata]")
-    for field in ("url", "user_agent", "http", "host", "headers"):
-        assert not re.search(rf'=>\s*"\[?{field}\]?', options), field
+def options(plugin):
+    return {attribute.name: py(attribute.value) for attribute in plugin.attributes}
 
 
-def test_http_input_decodes_every_body_as_json_without_copying_it(http_input):
-    assert re.search(r"additional_codecs\s*=>\s*\{\s*\}", http_input)
-    codec = block(http_input, r"codec\s*=>\s*json\s*\{")
-    assert re.search(r"ecs_compatibility\s*=>\s*disabled", codec)
+def the_plugin(config, kind, name):
+    (found,) = [p for k, p in iter_plugins(config) if k == kind and p.name == name]
+    return found
 
 
-def test_http_input_authenticates_with_credentials_from_the_environment(http_input):
-    assert 'user => "${LOGSTASH_HTTP_USER}"' in http_input
-    assert 'password => "${LOGSTASH_HTTP_PASSWORD}"' in http_input
-    assert re.search(r"\bport\s*=>\s*8080\b", http_input)
-    assert re.search(r"\bssl_enabled\s*=>\s*false\b", http_input)
+def plugins(body, name):
+    """The ``name`` plugins directly in a clause's body."""
+    return [s for s in body if isinstance(s, Plugin) and s.name == name]
 
 
-def test_tcp_input_reads_json_lines_in_ecs_mode(pipeline):
-    tcp = block(block(pipeline, r"^input\s*\{"), r"\btcp\s*\{")
-    assert re.search(r"\bport\s*=>\s*5000\b", tcp)
-    assert re.search(r"codec\s*=>\s*json_lines\s*\{", tcp)
-    # Its connection metadata goes under [@metadata][input][tcp] only in ECS mode.
-    assert "ecs_compatibility" not in without_codec(tcp)
+def tags_added(body):
+    return {tag for mutate in plugins(body, "mutate") for tag in options(mutate).get("add_tag", [])}
 
 
-def field_references(text):
-    # Regex literals hold character classes that look like field references.
-    text = re.sub(r"[=!]~\s*/(?:\\/|[^/\n])*/", "", text)
-    for match in re.finditer(r"(?:\[[A-Za-z0-9_@.]+\])+", text):
-        yield ".".join(re.findall(r"\[([^\]]+)\]", match.group(0)))
+def branches(body):
+    """Every branch in ``body``, nested ones included, in source order."""
+    for statement in body:
+        if isinstance(statement, Branch):
+            yield statement
+            for clause in statement.clauses:
+                yield from branches(clause.body)
 
 
-def test_every_field_referenced_is_in_the_schema_or_metadata(pipeline):
-    refs = set(field_references(pipeline))
-    assert {"event.action", "event.id", "user_agent.original", "source.ip"} <= refs
-    unknown = {
-        ref for ref in refs
-        if ref not in schema.BY_NAME
-        and not ref.startswith("@metadata")
-        and ref not in LOGSTASH_OWN_FIELDS
-    }
-    assert unknown == set()
+def parts(expression):
+    """The expression and, through and/or chains and negations, every expression in it."""
+    yield expression
+    if isinstance(expression, Condition):
+        for operand in expression.operands:
+            yield from parts(operand)
+    elif isinstance(expression, Not):
+        yield from parts(expression.operand)
 
 
-def actions_in_conditions(pipeline):
+def is_field(node, dotted):
+    return isinstance(node, FieldRef) and ".".join(node.path) == dotted
+
+
+def compares(field, op, value):
+    """A test for ``[field] op "value"``."""
+    return lambda e: (isinstance(e, Compare) and e.op == op and is_field(e.left, field)
+                      and isinstance(e.right, String) and e.right.value == value)
+
+
+def shape(expression):
+    """``"x" in [f]`` as ("in", "x", "f"), ``![f]`` as ("not", "f"); anything else as itself."""
+    if (isinstance(expression, In) and isinstance(expression.item, String)
+            and isinstance(expression.collection, FieldRef)):
+        return ("not in" if expression.negated else "in", expression.item.value,
+                ".".join(expression.collection.path))
+    if isinstance(expression, Not) and isinstance(expression.operand, FieldRef):
+        return ("not", ".".join(expression.operand.path))
+    return expression
+
+
+def clause_where(config, test):
+    """The one if / else-if clause whose condition has a part passing ``test``, and its branch."""
+    found = [(clause, branch)
+             for section in config.sections for branch in branches(section.body)
+             for clause in branch.clauses
+             if clause.condition is not None and any(map(test, parts(clause.condition)))]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def actions_named(condition):
+    """The event types a condition names: ``[event][action] == "x"`` or ``in ["x", ...]``."""
     named = set()
-    for cond in re.findall(r"\bif\s+(\[event\]\[action\][^{]*)\{", pipeline):
-        if m := re.match(r'\[event\]\[action\]\s*==\s*"([^"]+)"', cond):
-            named.add(m.group(1))
-        elif m := re.match(r"\[event\]\[action\]\s+in\s+\[([^\]]*)\]", cond):
-            named |= set(re.findall(r'"([^"]+)"', m.group(1)))
+    for part in parts(condition):
+        if (isinstance(part, Compare) and part.op == "==" and is_field(part.left, "event.action")
+                and isinstance(part.right, String)):
+            named.add(part.right.value)
+        elif (isinstance(part, In) and not part.negated and is_field(part.item, "event.action")
+              and isinstance(part.collection, Array)):
+            named |= set(py(part.collection))
     return named
 
 
-def test_every_registered_event_type_is_handled_by_name(pipeline):
-    assert ACTIONS - actions_in_conditions(pipeline) == set()
+def routing_branch(config):
+    """The branch after the EVENT TYPES marker that tests [event][action] and ends in an else."""
+    (marker,) = [c.line for c in config.comments if MARKER in c.text]
+    (filters,) = [s for s in config.sections if s.kind == "filter"]
+    found = [b for b in branches(filters.body)
+             if b.line > marker and b.clauses[-1].condition is None
+             and all(any(is_field(ref, "event.action") for ref in iter_field_refs(c.condition))
+                     for c in b.clauses[:-1])]
+    assert len(found) == 1, found
+    return found[0]
 
 
-def test_the_event_types_section_is_marked_once():
-    text = PIPELINE.read_text()
-    assert text.count("EVENT TYPES: the one place to add a new event type's handling") == 1
+def outputs(config):
+    """The options of the dead-letter output and of the events output."""
+    (output,) = [s for s in config.sections if s.kind == "output"]
+    (branch,) = output.body
+    dead, events = branch.clauses
+    assert [shape(o) for o in dead.condition.operands] == [("in", "_eventtrail_invalid", "tags")]
+    assert events.condition is None
+    (dead_letters,) = dead.body
+    (stored,) = events.body
+    assert dead_letters.name == stored.name == "elasticsearch"
+    return options(dead_letters), options(stored)
 
 
-def test_search_terms_are_kept_only_by_search_events(pipeline):
-    drop = block(pipeline, r'if \[event\]\[action\] != "article.search" \{')
-    assert '"[eventtrail][search][query]"' in drop and "remove_field" in drop
+# --- inputs --------------------------------------------------------------------------------------
 
 
-def test_failed_logins_are_tagged_security(pipeline):
-    branch = block(pipeline, r'if \[event\]\[action\] == "user.login_failed" \{')
-    assert re.search(r'add_tag\s*=>\s*\["security"\]', branch)
+def test_http_input_decodes_every_body_as_json_without_copying_it(config):
+    http = options(the_plugin(config, "input", "http"))
+    assert http["additional_codecs"] == {}
+    codec = http["codec"]
+    assert isinstance(codec, Plugin) and codec.name == "json"
+    assert options(codec)["ecs_compatibility"] == "disabled"
 
 
-def test_invalid_events_are_tagged_not_dropped(pipeline):
-    condition = re.search(r"if (.*_jsonparsefailure.*) \{", pipeline).group(1)
-    for part in ('"_jsonparsefailure" in [tags]', '"_timestampparsefailure" in [tags]',
-                 "![event][action]", "![event][id]"):
-        assert part in condition
-    assert re.search(r"\bdrop\s*\{", pipeline) is None
-    assert pipeline.count('add_tag => ["_eventtrail_invalid"]') == 2
+def test_inputs_listen_on_their_ports_and_http_authenticates_from_the_environment(config):
+    assert [p.name for kind, p in iter_plugins(config) if kind == "input"] == ["http", "tcp"]
+    http = options(the_plugin(config, "input", "http"))
+    assert http["port"] == 8080
+    assert http["user"] == "${LOGSTASH_HTTP_USER}"
+    assert http["password"] == "${LOGSTASH_HTTP_PASSWORD}"
+    assert http["ssl_enabled"] == "false"
+    assert options(the_plugin(config, "input", "tcp"))["port"] == 5000
 
 
-def test_bots_are_flagged_and_tagged(pipeline):
-    bot = block(pipeline, r'if \[user_agent\]\[device\]\[name\] == "Spider"')
-    assert '"[eventtrail][bot]" => "boolean"' in bot
-    assert 'add_tag => ["bot"]' in bot
+# --- validation and enrichment -------------------------------------------------------------------
 
 
-def test_enrichment_targets_ecs_fields(pipeline):
-    useragent = block(pipeline, r"\buseragent\s*\{")
-    assert 'source => "[user_agent][original]"' in useragent
-    assert 'target => "user_agent"' in useragent
-    geoip = block(pipeline, r"\bgeoip\s*\{")
-    assert 'source => "[source][ip]"' in geoip and 'target => "source"' in geoip
-    assert 'event.set("[event][ingested]"' in pipeline
+def test_invalid_events_are_tagged_not_dropped(config):
+    json_failed = ("in", "_jsonparsefailure", "tags")
+    invalid, branch = clause_where(config, lambda e: shape(e) == json_failed)
+    assert invalid.keyword == "if"
+    assert set(invalid.condition.operators) == {"or"}
+    assert {
+        ("in", "_jsonparsefailure", "tags"), ("in", "_timestampparsefailure", "tags"),
+        ("not", "event.action"), ("not", "event.id"),
+    } <= set(map(shape, invalid.condition.operands))
+    # event.id becomes the document id, so anything but a UUID is invalid too.
+    malformed = branch.clauses[1]
+    (match,) = [p for p in parts(malformed.condition) if isinstance(p, Match)]
+    assert is_field(match.subject, "event.id") and match.op == "!~"
+    assert isinstance(match.pattern, Regexp)
+    uuid_pattern = re.compile(match.pattern.pattern)
+    an_id = str(uuid.uuid4())
+    assert uuid_pattern.search(an_id)
+    for bad in (an_id + "0", "x" + an_id, an_id[:-1], "42", ""):
+        assert not uuid_pattern.search(bad), bad
+    # Both clauses tag, and nothing else in the pipeline does.
+    taggers = [p for _, p in iter_plugins(config)
+               if "_eventtrail_invalid" in options(p).get("add_tag", [])]
+    assert len(taggers) == len(branch.clauses) == 2
+    for clause in branch.clauses:
+        assert "_eventtrail_invalid" in tags_added(clause.body)
+    assert "drop" not in {p.name for _, p in iter_plugins(config)}
 
 
-def outputs(pipeline):
-    out = block(pipeline, r"^output\s*\{")
-    dead = block(out, r'if "_eventtrail_invalid" in \[tags\] \{')
-    events = block(out, r"\}\s*else\s*\{")
-    return dead, events
+def test_bots_are_flagged_and_tagged(config):
+    bot, branch = clause_where(config, compares("user_agent.device.name", "==", "Spider"))
+    (flag,) = plugins(bot.body, "mutate")
+    assert options(flag)["replace"] == {"[eventtrail][bot]": "true"}
+    assert options(flag)["convert"] == {"[eventtrail][bot]": "boolean"}
+    assert "bot" in options(flag)["add_tag"]
+    # Every other valid event is flagged false, so the dashboards can count both.
+    human = branch.clauses[-1]
+    assert human.condition is None and len(branch.clauses) == 2
+    (flag,) = plugins(human.body, "mutate")
+    assert options(flag)["replace"] == {"[eventtrail][bot]": "false"}
+    assert options(flag)["convert"] == {"[eventtrail][bot]": "boolean"}
+    assert "bot" not in options(flag).get("add_tag", [])
 
 
-def test_events_are_written_once_under_their_own_id(pipeline):
-    _, events = outputs(pipeline)
-    assert 'document_id => "%{[event][id]}"' in events
-    assert 'action => "create"' in events
-    assert 'silence_errors_in_log => ["version_conflict_engine_exception"]' in events
-    assert 'data_stream => "true"' in events
-    assert 'data_stream_dataset => "eventtrail"' in events
-    assert 'data_stream_namespace => "${EVENTTRAIL_NAMESPACE:default}"' in events
+def test_enrichment_targets_ecs_fields(config):
+    useragent = options(the_plugin(config, "filter", "useragent"))
+    assert (useragent["source"], useragent["target"]) == ("[user_agent][original]", "user_agent")
+    geoip = options(the_plugin(config, "filter", "geoip"))
+    assert (geoip["source"], geoip["target"]) == ("[source][ip]", "source")
+    ruby = options(the_plugin(config, "filter", "ruby"))
+    assert 'event.set("[event][ingested]"' in ruby["code"]
 
 
-def test_dead_letters_go_to_their_own_stream_with_fresh_ids(pipeline):
-    dead, _ = outputs(pipeline)
-    assert 'data_stream_dataset => "eventtrail.deadletter"' in dead
-    assert f"logs-{schema.DEADLETTER_DATASET}-default" == "logs-eventtrail.deadletter-default"
+# --- event types ---------------------------------------------------------------------------------
+
+
+def test_the_event_types_section_is_marked_once(config):
+    assert len([c for c in config.comments if MARKER in c.text]) == 1
+
+
+def test_every_registered_event_type_is_routed_by_name_in_that_section(config):
+    actions = registry.actions()
+    assert {"article.search", "user.login_failed"} <= actions
+    routing = routing_branch(config)
+    named = set().union(*(actions_named(c.condition) for c in routing.clauses[:-1]))
+    assert actions - named == set()
+    # Whatever nobody has routed yet is tagged, so it shows up in Kibana.
+    assert tags_added(routing.clauses[-1].body) == {"_eventtrail_unrouted"}
+
+
+def test_search_terms_are_kept_only_by_search_events(config):
+    others, _ = clause_where(config, compares("event.action", "!=", "article.search"))
+    assert any("[eventtrail][search][query]" in options(m).get("remove_field", [])
+               for m in plugins(others.body, "mutate"))
+    search, branch = clause_where(config, compares("event.action", "==", "article.search"))
+    assert branch is routing_branch(config)
+    assert "search" in tags_added(search.body)
+
+
+def test_failed_logins_are_tagged_security(config):
+    failed, branch = clause_where(config, compares("event.action", "==", "user.login_failed"))
+    assert branch is routing_branch(config)
+    assert "security" in tags_added(failed.body)
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def test_events_are_written_once_under_their_own_id(config):
+    _, events = outputs(config)
+    assert events["document_id"] == "%{[event][id]}"
+    assert events["action"] == "create"
+    assert events["silence_errors_in_log"] == ["version_conflict_engine_exception"]
+    assert events["data_stream"] == "true"
+    assert events["data_stream_dataset"] == "eventtrail"
+    assert events["data_stream_namespace"] == "${EVENTTRAIL_NAMESPACE:default}"
+
+
+def test_dead_letters_go_to_their_own_stream_with_fresh_ids(config):
+    dead, _ = outputs(config)
+    assert dead["data_stream_dataset"] == schema.DEADLETTER_DATASET == "eventtrail.deadletter"
+    assert dead["data_stream_namespace"] == "${EVENTTRAIL_NAMESPACE:default}"
     assert "document_id" not in dead
 
 
@@ -218,3 +299,71 @@ def test_logstash_settings_turn_on_the_persistent_and_dead_letter_queues():
         "pipeline.id": "eventtrail",
         "path.config": "/usr/share/logstash/pipeline/eventtrail.conf",
     }]
+
+
+# --- every check above can fail ------------------------------------------------------------------
+
+# (check, text in the pipeline, what it becomes): each edit leaves valid LSCL that breaks exactly
+# the promise its check holds.
+BROKEN = [
+    (test_http_input_decodes_every_body_as_json_without_copying_it,
+     "additional_codecs => {}", 'additional_codecs => { "text/plain" => "plain" }'),
+    (test_http_input_decodes_every_body_as_json_without_copying_it,
+     'codec => json {\n      ecs_compatibility => disabled\n    }', "codec => json"),
+    (test_inputs_listen_on_their_ports_and_http_authenticates_from_the_environment,
+     "port => 5000", "port => 5001"),
+    (test_inputs_listen_on_their_ports_and_http_authenticates_from_the_environment,
+     'password => "${LOGSTASH_HTTP_PASSWORD}"', 'password => "changeme"'),
+    (test_invalid_events_are_tagged_not_dropped,
+     " or ![event][id] {", " {"),
+    (test_invalid_events_are_tagged_not_dropped,
+     "{12}$/", "{12}/"),
+    (test_invalid_events_are_tagged_not_dropped,
+     'mutate {\n      id => "eventtrail_invalid_id"\n      add_tag => ["_eventtrail_invalid"]\n'
+     '    }', 'drop {\n      id => "eventtrail_invalid_id"\n    }'),
+    (test_bots_are_flagged_and_tagged,
+     'add_tag => ["bot"]', 'add_tag => ["robot"]'),
+    (test_bots_are_flagged_and_tagged,
+     'replace => { "[eventtrail][bot]" => "false" }', ""),
+    (test_enrichment_targets_ecs_fields,
+     'target => "source"', 'target => "[source][geo]"'),
+    (test_the_event_types_section_is_marked_once,
+     "# Search terms are personal data",
+     f"# {MARKER}, again\n    # Search terms are personal data"),
+    (test_every_registered_event_type_is_routed_by_name_in_that_section,
+     ', "page.view"]', "]"),
+    # check_pipeline counts this as handling the types; this file wants each one by name.
+    (test_every_registered_event_type_is_routed_by_name_in_that_section,
+     'in ["user.login", "user.logout", "community.view", "community.join", "article.view", '
+     '"article.create", "article.edit", "article.state_change", "page.view"]',
+     "=~ /^(user\\.log(in|out)|community\\.(view|join)|article\\.(view|create|edit|state_change)"
+     "|page\\.view)$/"),
+    (test_every_registered_event_type_is_routed_by_name_in_that_section,
+     'add_tag => ["_eventtrail_unrouted"]', 'add_tag => ["unknown"]'),
+    (test_search_terms_are_kept_only_by_search_events,
+     'remove_field => ["[eventtrail][search][query]"]', 'remove_field => ["[url][query]"]'),
+    (test_failed_logins_are_tagged_security,
+     'add_tag => ["security"]', 'add_tag => ["auth"]'),
+    (test_events_are_written_once_under_their_own_id,
+     'action => "create"', 'action => "index"'),
+    (test_events_are_written_once_under_their_own_id,
+     'document_id => "%{[event][id]}"', ""),
+    (test_dead_letters_go_to_their_own_stream_with_fresh_ids,
+     'data_stream_dataset => "eventtrail.deadletter"',
+     'data_stream_dataset => "eventtrail.deadletter"\n      document_id => "%{[event][id]}"'),
+    (test_dead_letters_go_to_their_own_stream_with_fresh_ids,
+     'if "_eventtrail_invalid" in [tags] {\n    elasticsearch {',
+     'if "_eventtrail_invalid" in [tags] or "bot" in [tags] {\n    elasticsearch {'),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "old", "new"), BROKEN,
+    ids=[f"{check.__name__.removeprefix('test_')}-{i}" for i, (check, _, _) in enumerate(BROKEN)])
+def test_each_check_fails_on_a_pipeline_that_breaks_its_promise(check, old, new):
+    text = PIPELINE.read_text()
+    assert text.count(old) == 1, old
+    broken = parse(text.replace(old, new))
+    # A missing option or plugin fails at its lookup, as a KeyError or a failed unpacking.
+    with pytest.raises((AssertionError, KeyError, ValueError)):
+        check(broken)
