@@ -76,6 +76,8 @@ class Article(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # A static path of a video shown with the article (the demo's video events), or empty.
+    video = models.CharField(max_length=200, blank=True, default="")
 
     # Set by transition() for the duration of its save, so signal receivers can tell who did
     # what; None on every other save (edits, the admin, a shell).

@@ -426,4 +426,17 @@ def seed(plan: Plan | None = None, log: Callable[[str], None] = lambda _: None) 
             log(f"Moving {len(articles)} articles through their transitions...")
         for article, p in zip(articles, planned, strict=True):
             _apply_steps(article, p.steps, users, result)
+        _ensure_video()
     return result
+
+
+DEMO_VIDEO = "eventtrail/demo/demo.webm"
+
+
+def _ensure_video() -> None:
+    """One published article shows the demo video, so the site records video events."""
+    if Article.objects.exclude(video="").exists():
+        return
+    first = Article.objects.filter(state=State.PUBLISHED).order_by("pk").first()
+    if first is not None:
+        Article.objects.filter(pk=first.pk).update(video=DEMO_VIDEO)

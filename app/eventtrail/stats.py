@@ -63,6 +63,15 @@ class Counters:
 counters = Counters()
 
 
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would stay held forever in the child.
+    counters._lock = threading.Lock()
+    counters.reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -4,7 +4,8 @@ from django.urls import URLPattern, URLResolver, path
 from eventtrail import views
 from eventtrail.collect import collect
 
+app_name = "eventtrail"
 urlpatterns: list[URLPattern | URLResolver] = [
     path("eventtrail/collect/", collect, name="collect"),
-    path("eventtrail/stats/", views.delivery_stats, name="eventtrail-stats"),
+    path("eventtrail/stats/", views.delivery_stats, name="stats"),
 ]

@@ -251,7 +251,15 @@ def _forget_parent(parent: Handoff) -> None:
     if isinstance(spool, SqliteSpool) and spool._lock is not None:
         spool._lock.close()
         spool._lock = None
-    counters.reset()
+
+
+def _after_fork_in_child() -> None:
+    # Locks another thread held at fork time would never be released in the child.
+    global _handoff_lock
+    _handoff_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shutdown(timeout: float | None = None) -> int:

@@ -62,3 +62,14 @@ def eventtrail_script(context: template.Context) -> SafeString:
                 static(SCRIPT),
             )
     return rendered
+
+
+@register.simple_tag(takes_context=True)
+def eventtrail_kibana_link(context: template.Context, text: str = "Kibana") -> SafeString:
+    """A link to Kibana for superusers only (Kibana is for super-admins); nothing otherwise."""
+    url = get_config()["KIBANA_URL"]
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if not url or user is None or not getattr(user, "is_superuser", False):
+        return SafeString("")
+    return format_html('<a href="{}" rel="noopener">{}</a>', url, text)
