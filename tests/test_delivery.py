@@ -314,3 +314,40 @@ def test_stats_command_and_staff_endpoint_sum_all_processes(client, django_user_
         data = client.get("/eventtrail/stats/").json()
     assert data["delivered"] == 7 and data["dropped"]["sink_down"] == 2
     assert data["in_spool"] == 0
+
+
+class FlakySink:
+    """Raises a plain bug (not a delivery error) twice, then accepts."""
+
+    name = "flaky"
+
+    def __init__(self):
+        self.failures, self.docs = 2, []
+
+    def send(self, docs):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug in a sink")
+        self.docs.extend(docs)
+
+    def close(self):
+        pass
+
+
+def test_the_worker_outlives_a_raising_sink_and_an_unbuildable_draft(fast):
+    sink = FlakySink()
+    handoff = Handoff(sink=sink, spool=MemorySpool(10_000))
+    try:
+        items = drafts(50)
+        broken = dict(items[10])
+        broken["_type"] = None  # building this one fails
+        items[10] = broken
+        run(handoff, items)
+        assert handoff.flush(10)
+    finally:
+        stop(handoff)
+    assert len(sink.docs) == 49
+    snapshot = counters.snapshot()
+    assert snapshot["counters"]["dropped.invalid"] == 1
+    assert snapshot["counters"]["retried"] >= 49 * 2
+    assert handoff.thread is not None

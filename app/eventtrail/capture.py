@@ -140,7 +140,8 @@ def _identity(draft: Draft, request: Any) -> None:
     draft["_session_key"] = session_key
 
 
-def classify(request: Any, status: int) -> EventType | None:
+def classify(request: Any) -> EventType | None:
+    """The registered type of this request: by URL name and method, else page.view for a GET."""
     match = getattr(request, "resolver_match", None)
     event_type = registry.by_url_name.get(match.url_name) if match is not None else None
     if event_type is not None:
@@ -153,7 +154,7 @@ def classify(request: Any, status: int) -> EventType | None:
 def finish(draft: Draft, request: Any, status: int) -> None:
     """After the response: classify, then hand off. Never raises."""
     with internal("finish"):
-        event_type = classify(request, status)
+        event_type = classify(request)
         if event_type is None or not sampled(event_type.action):
             return
         draft.pop("_request", None)  # the request object itself is never queued

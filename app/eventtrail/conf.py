@@ -24,8 +24,6 @@ DEFAULTS: dict[str, Any] = {
         r"^/api/",
         r"^/eventtrail/",
     ],
-    # Methods recorded for URL-keyed types that do not list their own.
-    "METHODS": ["GET", "POST", "PUT", "PATCH", "DELETE"],
     # Record GETs that no registered type claims as ``page.view``.
     "PAGE_VIEW": True,
     # Per-action sampling rates in [0, 1]; unlisted actions are always kept.

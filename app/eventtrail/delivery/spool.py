@@ -199,7 +199,9 @@ class SqliteSpool:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         if self._lock is not None:
-            self.lock_path.unlink(missing_ok=True) if left == 0 else None
+            if left == 0:
+                self.lock_path.unlink(missing_ok=True)
+            # Releasing the lock with rows left hands them to the next live worker.
             self._lock.close()
             self._lock = None
 
