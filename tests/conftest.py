@@ -1,6 +1,8 @@
 """Shared fixtures for the whole suite."""
 import pytest
 
+pytest_plugins = ["tests.engine_fixture"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _delivery_in_a_temporary_place(tmp_path_factory):

@@ -1,0 +1,376 @@
+"""A real single-node OpenSearch on 127.0.0.1, built by Maven and run without Docker."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import fcntl
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_DIR = ROOT / "engine"
+POM = ENGINE_DIR / "pom.xml"
+# The launcher refuses to run as root, and CI runs as root: then the node runs as this user.
+ENGINE_USER = "eventtrail-engine"
+HEAP = "512m"
+RUN_DIR_PREFIX = "eventtrail-engine-"
+START_TIMEOUT = 180.0
+BUILD_TIMEOUT = 30 * 60.0
+
+
+class EngineError(RuntimeError):
+    """The engine could not be built or started; the message carries the reason and a log tail."""
+
+
+def opensearch_version() -> str:
+    match = re.search(r"<opensearch\.version>([^<]+)</opensearch\.version>", POM.read_text())
+    if not match:
+        raise EngineError(f"no <opensearch.version> in {POM}")
+    return match.group(1).strip()
+
+
+def distribution_home() -> Path:
+    return ENGINE_DIR / "target" / f"opensearch-{opensearch_version()}"
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def build(quiet: bool = True) -> Path:
+    """Unpack the distribution through Maven unless it is already there; return its home."""
+    home = distribution_home()
+    launcher = home / "bin" / "opensearch"
+    if launcher.exists():
+        return home
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise EngineError("Maven (mvn) is not on PATH: install the Debian package 'maven'")
+    (ENGINE_DIR / "target").mkdir(exist_ok=True)
+    # Two test sessions in one checkout must not unpack over each other.
+    with open(ENGINE_DIR / "target" / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if launcher.exists():
+            return home
+        cmd = [mvn, "-B", "-f", str(POM), "package"]
+        if quiet:
+            cmd.insert(2, "-q")
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise EngineError(f"{' '.join(cmd)} took longer than {BUILD_TIMEOUT:.0f}s") from exc
+        if done.returncode != 0 or not launcher.exists():
+            raise EngineError(
+                f"{' '.join(cmd)} exited {done.returncode}:\n{_tail(done.stdout + done.stderr)}"
+            )
+    return home
+
+
+def java_home() -> Path:
+    for var in ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    java = shutil.which("java")
+    if java is None:
+        raise EngineError("no Java: set JAVA_HOME or install openjdk-17-jdk-headless")
+    return Path(os.path.realpath(java)).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _engine_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(ENGINE_USER)
+    except KeyError:
+        pass
+    subprocess.run(
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            ENGINE_USER,
+        ],
+        capture_output=True,
+        check=False,
+    )
+    try:
+        return pwd.getpwnam(ENGINE_USER)
+    except KeyError as exc:
+        raise EngineError(f"running as root and could not create the user {ENGINE_USER}") from exc
+
+
+def _remove_stale_run_dirs() -> None:
+    """Remove the data directories of sessions that died without stopping their node."""
+    for run in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            owner = int((run / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(run, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def _jvm_options(source: str, run_dir: Path) -> str:
+    """The distribution's jvm.options, with its home-relative paths moved into ``run_dir``.
+
+    The launcher runs from the distribution's home, which the engine user may not write to.
+    The heap lines go too: ours come from jvm.options.d.
+    """
+    out = []
+    for line in source.splitlines():
+        if re.match(r"^(\d+-?\d*:)?-Xm[sx]", line):
+            continue
+        line = line.replace("file=logs/", f"file={run_dir}/logs/")
+        line = line.replace("ErrorFile=logs/", f"ErrorFile={run_dir}/logs/")
+        line = line.replace("HeapDumpPath=data", f"HeapDumpPath={run_dir}/data")
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class Engine:
+    """One node: ``start()`` returns once the cluster is yellow or green, ``stop()`` leaves nothing."""
+
+    def __init__(self, port: int | None = None, heap: str = HEAP) -> None:
+        self.port = port
+        self.chosen_port = port is None
+        self.heap = heap
+        self.run_dir: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_in: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def console_log(self) -> Path | None:
+        return self.run_dir / "logs" / "console.log" if self.run_dir else None
+
+    def log_tail(self, lines: int = 60) -> str:
+        log = self.console_log
+        if log is None or not log.exists():
+            return "(no engine log)"
+        with open(log, errors="replace") as fh:
+            return "".join(deque(fh, maxlen=lines))
+
+    def start(self, timeout: float = START_TIMEOUT) -> Engine:
+        began = time.monotonic()
+        home = build()
+        for attempt in (1, 2):
+            try:
+                self._launch(home)
+                self._wait_ready(began + timeout)
+                break
+            except BaseException as exc:
+                tail = self.log_tail()
+                self.stop()
+                if not isinstance(exc, EngineError):
+                    raise
+                # Another program may take a free port between our check and the node's bind.
+                if attempt == 1 and self.chosen_port and "BindException" in tail:
+                    self.port = None
+                    continue
+                raise EngineError(f"{exc}\n--- engine log tail ---\n{tail}") from exc
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _launch(self, home: Path) -> None:
+        _remove_stale_run_dirs()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+        run = self.run_dir
+        (run / "owner.pid").write_text(str(os.getpid()))
+        for sub in ("config/jvm.options.d", "data", "logs", "tmp"):
+            (run / sub).mkdir(parents=True)
+        self.chosen_port = self.port is None
+        self.port = self.port or free_port()
+        conf = run / "config"
+        shutil.copy(home / "config" / "log4j2.properties", conf)
+        (conf / "jvm.options").write_text(
+            _jvm_options((home / "config" / "jvm.options").read_text(), run)
+        )
+        (conf / "jvm.options.d" / "eventtrail.options").write_text(
+            # No /tmp/hsperfdata_* files from the node's JVM.
+            f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-UsePerfData\n"
+        )
+        (conf / "opensearch.yml").write_text(
+            "cluster.name: eventtrail-engine\n"
+            "node.name: eventtrail-engine\n"
+            "discovery.type: single-node\n"
+            "network.host: 127.0.0.1\n"
+            f"http.port: {self.port}\n"
+            f"transport.port: {free_port()}\n"
+            f"path.data: {run / 'data'}\n"
+            f"path.logs: {run / 'logs'}\n"
+            # One node holds no replica: indices made without our template stay green too.
+            "cluster.default_number_of_replicas: 0\n"
+            # A nearly full developer disk must not stop shards from being allocated.
+            "cluster.routing.allocation.disk.threshold_enabled: false\n"
+        )
+        # setpriv's parent-death signal stops the node if this Python process dies unannounced.
+        command = ["setpriv", "--pdeathsig", "TERM"]
+        if os.geteuid() == 0:
+            user = _engine_user()
+            shutil.chown(run, user.pw_uid, user.pw_gid)
+            for path in run.rglob("*"):
+                os.chown(path, user.pw_uid, user.pw_gid)
+            if not self._readable_by(user, home):
+                # A checkout under /root is closed to other users: run a private copy.
+                home = Path(shutil.copytree(home, run / "home", symlinks=True))
+            command += [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+        command += ["--", str(home / "bin" / "opensearch")]
+        env = dict(os.environ)
+        env.update(
+            JAVA_HOME=str(java_home()),
+            OPENSEARCH_PATH_CONF=str(conf),
+            OPENSEARCH_TMPDIR=str(run / "tmp"),
+        )
+        env.pop("OPENSEARCH_JAVA_OPTS", None)
+        with open(run / "logs" / "console.log", "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=run,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        atexit.register(self.stop)
+
+    @staticmethod
+    def _readable_by(user: pwd.struct_passwd, home: Path) -> bool:
+        probe = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={user.pw_uid}",
+                f"--regid={user.pw_gid}",
+                "--init-groups",
+                "--",
+                "test",
+                "-x",
+                str(home / "bin" / "opensearch"),
+                "-a",
+                "-r",
+                str(home / "lib" / f"opensearch-{opensearch_version()}.jar"),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        return probe.returncode == 0
+
+    def _wait_ready(self, deadline: float) -> None:
+        health = f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s"
+        while True:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise EngineError(f"the engine exited with code {code} before it was ready")
+            try:
+                with urllib.request.urlopen(health, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise EngineError(f"the engine was not ready at {self.url} in time")
+            time.sleep(0.25)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node's processes (the JVM, and the launcher while it lives)."""
+        if self.process is None:
+            return 0
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                group = int(stat.read_text().rsplit(")", 1)[1].split()[2])
+                status = (stat.parent / "status").read_text() if group == self.process.pid else ""
+            except (OSError, IndexError, ValueError):
+                continue
+            rss = re.search(r"VmRSS:\s+(\d+) kB", status)
+            total += int(rss.group(1)) * 1024 if rss else 0
+        return total
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the whole process group, then remove the data directory."""
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+            # Stragglers in the group (a launcher child) go too, even after a clean exit.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+        run, self.run_dir = self.run_dir, None
+        if run is not None:
+            shutil.rmtree(run, ignore_errors=True)
+            # The launcher's own short JVM leaves its perf-data folder; rmdir spares a busy one.
+            with contextlib.suppress(OSError):
+                os.rmdir(Path(tempfile.gettempdir()) / f"hsperfdata_{ENGINE_USER}")
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.engine",
+        description="Run the local search engine in the foreground until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=9200, help="HTTP port (0: any free one)")
+    parser.add_argument("--heap", default=HEAP, help="fixed JVM heap, e.g. 512m or 1g")
+    args = parser.parse_args(argv)
+    # A polite kill stops the node and removes its data just as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"building (if needed) with Maven: {POM}", flush=True)
+    build(quiet=False)
+    engine = Engine(port=args.port or None, heap=args.heap)
+    try:
+        engine.start()
+        print(
+            f"OpenSearch {opensearch_version()} ready at {engine.url} in "
+            f"{engine.started_in:.1f}s (log: {engine.console_log}); Ctrl-C stops it",
+            flush=True,
+        )
+        assert engine.process is not None
+        code = engine.process.wait()
+        print(f"the engine exited with code {code}\n{engine.log_tail()}", file=sys.stderr)
+        return 1
+    except EngineError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+        return 0
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
