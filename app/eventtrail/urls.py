@@ -1,5 +1,13 @@
 """URLs served by Event Trail: the query API and the browser collector."""
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from eventtrail.api.views import EventAggregateView, EventListView
 
 app_name = "eventtrail"
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("api/events/", EventListView.as_view(), name="events"),
+    path("api/events/aggregate/", EventAggregateView.as_view(), name="events-aggregate"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="eventtrail:schema"), name="docs"),
+]
