@@ -58,6 +58,8 @@ def es_data(engine, documents) -> str:
     template = opensearch_template(
         schema.index_template(DATA_STREAM, ilm_policy=None, priority=777)
     )
+    # Only this test's stream: other tests' templates and streams are left as they are.
+    template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
     try:
         client.indices.delete_data_stream(name=DATA_STREAM)
@@ -69,8 +71,6 @@ def es_data(engine, documents) -> str:
         operations.append(doc)
     result = client.bulk(operations=operations, refresh=True)
     assert not result["errors"]
-    # The data stream keeps its mappings; the template must not shadow other tests' streams.
-    client.indices.delete_index_template(name="eventtrail-apitest")
     return engine.url
 
 

@@ -168,7 +168,7 @@ class ElasticsearchStore:
         if "avg_duration" in query.metrics:
             out["avg_duration"] = bucket["avg_duration"]["value"]
         if "percentiles_duration" in query.metrics:
-            values = bucket["percentiles_duration"]["values"]
+            values = bucket["percentiles_duration"]["values"].to_dict()
             out["percentiles_duration"] = {
                 f"{p:g}": values.get(f"{p:.1f}") if bucket["doc_count"] else None for p in PERCENTS
             }
