@@ -61,10 +61,7 @@ def es_data(engine, documents) -> str:
     # Only this test's stream: other tests' templates and streams are left as they are.
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
-    try:
-        client.indices.delete_data_stream(name=DATA_STREAM)
-    except Exception:  # noqa: BLE001 - it usually does not exist yet
-        pass
+    client.indices.delete_data_stream(name=DATA_STREAM, ignore_unavailable=True)
     operations: list[dict[str, Any]] = []
     for doc in documents:
         operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
