@@ -61,7 +61,7 @@ def es_data(engine, documents) -> str:
     # Only this test's stream: other tests' templates and streams are left as they are.
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
-    client.indices.delete_data_stream(name=DATA_STREAM, ignore_unavailable=True)
+    client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
     operations: list[dict[str, Any]] = []
     for doc in documents:
         operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
