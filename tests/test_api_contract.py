@@ -1,16 +1,26 @@
-"""One contract for the query API, run on every store over the same fixture events."""
+"""One contract for the query API, run on every store over the same fixture events.
+
+The stores: the database store on SQLite and on a throwaway PostgreSQL, and the Elasticsearch
+store on the engine fixture. Expected values come from a plain-Python oracle over the same events.
+"""
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+import schemathesis
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections, connections
 from eventtrail import schema
 from eventtrail.api import query as api_query
 from eventtrail.api.query import Scope, parse_aggregate, parse_list
@@ -18,15 +28,19 @@ from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
 from eventtrail.privacy import pseudonym
 from eventtrail.stores import base as store_base
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
 
-from tests import api_events
+from tests import api_events, pg_fixture
 from tests.es_adapter import OpenSearchCompatNode, opensearch_template
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 DATA_STREAM = "logs-eventtrail-apitest"
-STORES = ["database", "elasticsearch"]
+PG_ALIAS = "events_pg"
 MODERATORS = {"mod": ["beta"]}
 
 
@@ -71,18 +85,55 @@ def es_data(engine, documents) -> str:
     return engine.url
 
 
-@pytest.fixture(params=STORES)
-def store(request, settings, documents) -> str:
-    config = {**settings.EVENTTRAIL, "STORE": request.param,
-              "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
-              "API_THROTTLE_RATE": "100000/min"}
+@pytest.fixture(scope="session")
+def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
+    """The events table on a throwaway PostgreSQL, under its own alias, holding the same rows."""
+    try:
+        running = pg_fixture.cluster()
+        server = next(running)
+    except pg_fixture.PostgresError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
+    base = dict(connections.settings["events"])
+    base.update(server.django())
+    base["TEST"] = {**base["TEST"], "NAME": server.name}
+    connections.settings[PG_ALIAS] = base
+    with django_db_blocker.unblock():
+        with connections[PG_ALIAS].schema_editor() as editor:
+            editor.create_model(StoredEvent)
+        DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in documents])
+        assert StoredEvent.objects.using(PG_ALIAS).count() == len(documents)
+    yield PG_ALIAS
+    connections[PG_ALIAS].close()
+    with suppress(StopIteration):
+        next(running)
+
+
+@pytest.fixture(scope="session", params=[
+    "database",
+    pytest.param("postgresql", marks=[
+        pytest.mark.postgres,
+        pytest.mark.django_db(databases=["default", "events", PG_ALIAS]),
+    ]),
+    pytest.param("elasticsearch", marks=pytest.mark.engine),
+])
+def backend(request, documents) -> dict[str, Any]:
+    """Session-wide, so each store's data is loaded once, outside any test's transaction."""
+    if request.param == "postgresql":
+        return {"STORE": "database", "DATABASE_ALIAS": request.getfixturevalue("postgres_alias")}
     if request.param == "elasticsearch":
-        url = request.getfixturevalue("es_data")
-        config.update(ELASTICSEARCH_HOSTS=[url], DATA_STREAM=DATA_STREAM,
-                      ELASTICSEARCH_OPTIONS={"node_class": OpenSearchCompatNode})
-    settings.EVENTTRAIL = config
+        return {"STORE": "elasticsearch", "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_data")],
+                "DATA_STREAM": DATA_STREAM,
+                "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode}}
+    return {"STORE": "database"}
+
+
+@pytest.fixture
+def store(backend, settings) -> str:
+    settings.EVENTTRAIL = {**settings.EVENTTRAIL, **backend,
+                           "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
+                           "API_THROTTLE_RATE": "100000/min"}
     cache.clear()
-    return request.param
+    return str(backend["STORE"])
 
 
 @pytest.fixture
@@ -223,13 +274,11 @@ def test_page_numbers(store, flat, monkeypatch):
     want = expected(flat, {"sort": "user.id"})
     body = get(client, "/api/events/", {"sort": "user.id", "page": 3, "page_size": 40})
     assert ids(body["results"]) == want[80:120]
-    assert body["count"] == len(want) and body["count_is_capped"] is False
+    assert body["count"] == len(want) and body["count_is_capped"] is False, body["count"]
     assert body["previous"] and body["next"]
     assert ids(follow(client, body["next"])["results"]) == want[120:160]
     # The total is capped at the window: shrink the window to see it with a few thousand events.
-    for module in ("eventtrail.api.query", "eventtrail.stores.database",
-                   "eventtrail.stores.elasticsearch"):
-        monkeypatch.setattr(f"{module}.MAX_WINDOW", 1000)
+    monkeypatch.setattr(api_query, "MAX_WINDOW", 1000)
     body = get(client, "/api/events/", {"page": 2, "page_size": 100})
     assert body["count"] == 1000 and body["count_is_capped"] is True
     error = get(client, "/api/events/", {"page": 11, "page_size": 100}, status=400)
@@ -292,6 +341,9 @@ def test_service_token_reads_everything(store, flat):
     ("/api/events/aggregate/", {"group_by": "a,b,c"}, "group_by", "at most two"),
     ("/api/events/aggregate/", {"interval": "fortnight"}, "interval", "not an interval"),
     ("/api/events/aggregate/", {"interval": "day", "tz": "Mars/Olympus"}, "tz", "time zone"),
+    ("/api/events/aggregate/", {"interval": "1m", "from": "2020-01-01", "to": "2030-01-01"},
+     "interval", "more than 10000 buckets"),
+    ("/api/events/aggregate/", {"interval": "2m"}, "interval", "more than 10000 buckets"),
     ("/api/events/aggregate/", {"group_by": "event.action", "metric": "max"}, "metric", "unknown"),
     ("/api/events/aggregate/", {"group_by": "event.action", "size": "5000"}, "size", "maximum"),
     ("/api/events/aggregate/", {"group_by": "event.action", "mode": "composite", "after": "x"},
@@ -523,3 +575,57 @@ def test_calendar_buckets_follow_the_time_zone(store):
 def test_relative_dates_resolve_against_now():
     now = datetime(2026, 11, 29, 15, 30, tzinfo=UTC)
     assert api_query.parse_date("from", "now-1d/d", now) == datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_each_store_answers_from_its_own_backend(store, backend):
+    from eventtrail.stores import get_store
+
+    chosen = get_store()
+    if "DATABASE_ALIAS" in backend:
+        assert connections[chosen.alias].vendor == "postgresql"  # type: ignore[attr-defined]
+    elif store == "database":
+        assert connections[chosen.alias].vendor == "sqlite"  # type: ignore[attr-defined]
+    else:
+        assert chosen.client.info()["version"]["distribution"] == "opensearch"  # type: ignore[attr-defined]
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+FUZZ_EXAMPLES = 40
+
+
+@pytest.mark.usefixtures("store")
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_server_errors(mode):
+    """Schemathesis against the served OpenAPI schema: generated requests never get a 5xx."""
+    token, _ = Token.objects.get_or_create(user=User.objects.get(username="staff"))
+    headers = {"Authorization": f"Token {token.key}"}
+    # Like Django's test client: a request's end must not close the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+        _fuzz(schema, mode, headers)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def _fuzz(schema: Any, mode: GenerationMode, headers: dict[str, str]) -> None:
+    seen: list[int] = []
+    for path in ("/api/events/", "/api/events/aggregate/"):
+        operation = schema[path]["GET"]
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @hsettings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+                   suppress_health_check=list(HealthCheck))
+        def run(case):
+            response = case.call(headers=headers)
+            seen.append(response.status_code)
+            case.validate_response(response, checks=[not_a_server_error])
+
+        run()
+    assert seen and max(seen) < 500
+    if mode is GenerationMode.POSITIVE:
+        assert seen.count(200) >= FUZZ_EXAMPLES // 4
+    assert 400 in seen

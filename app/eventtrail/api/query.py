@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,23 +173,33 @@ def parse_date(param: str, raw: str, now: datetime | None = None) -> datetime:
     raw = raw.strip()
     match = _RELATIVE.match(raw)
     if match:
-        value = now or datetime.now(UTC)
-        for sign, amount, unit in _STEP.findall(match.group("math") or ""):
-            n = int(amount) * (1 if sign == "+" else -1)
-            if unit in _SECONDS:
-                value = value + timedelta(seconds=n * _SECONDS[unit])
-            else:
-                value = _add_months(value, n * (12 if unit == "y" else 1))
-        if match.group("round"):
-            value = _round_down(value, match.group("round"))
-        return value
+        try:
+            return _date_math(match, now or datetime.now(UTC))
+        except (ValueError, OverflowError):
+            raise QueryError(param, f"{raw!r} reaches outside the supported dates") from None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(
             param, f"{raw!r} is not an ISO-8601 date nor date math like now-1h or now-1d/d"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(param, f"{raw!r} reaches outside the supported dates") from None
+
+
+def _date_math(match: re.Match[str], value: datetime) -> datetime:
+    """Apply ``+1d``, ``-3h``... steps then the ``/unit`` rounding, as Elasticsearch does."""
+    for sign, amount, unit in _STEP.findall(match.group("math") or ""):
+        n = int(amount) * (1 if sign == "+" else -1)
+        if unit in _SECONDS:
+            value = value + timedelta(seconds=n * _SECONDS[unit])
+        else:
+            value = _add_months(value, n * (12 if unit == "y" else 1))
+    if match.group("round"):
+        value = _round_down(value, match.group("round"))
+    return value
 
 
 def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
@@ -196,17 +207,20 @@ def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
         return raw
     if spec.kind == "integer":
         try:
-            return int(raw)
+            number = int(raw)
         except ValueError:
             raise QueryError(param, f"{raw!r} is not an integer") from None
+        if not -(2**63) <= number < 2**63:
+            raise QueryError(param, f"{raw!r} is out of range for a 64-bit integer")
+        return number
     if spec.kind == "number":
         try:
-            number = float(raw)
+            real = float(raw)
         except ValueError:
             raise QueryError(param, f"{raw!r} is not a number") from None
-        if number != number or number in {float("inf"), float("-inf")}:
+        if not math.isfinite(real):
             raise QueryError(param, f"{raw!r} is not a finite number")
-        return number
+        return real
     if spec.kind == "date":
         return parse_date(param, raw)
     if spec.kind == "boolean":
@@ -469,7 +483,7 @@ def parse_aggregate(
     tz = parse_tz(flat.get("tz"))
     if not group_by and interval is None:
         raise QueryError("group_by", "give group_by, interval, or both")
-    metrics = ("count",)
+    metrics: tuple[str, ...] = ("count",)
     if flat.get("metric"):
         names = [m.strip() for m in flat["metric"].split(",") if m.strip()]
         for name in names:

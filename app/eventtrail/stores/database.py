@@ -12,8 +12,8 @@ from django.db.models.functions import Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.api import fields as registry
+from eventtrail.api import query as api_query
 from eventtrail.api.query import (
-    MAX_WINDOW,
     PERCENTS,
     AggQuery,
     Filter,
@@ -181,8 +181,8 @@ class DatabaseStore:
         if query.page is not None:
             start = (query.page - 1) * query.page_size
             rows = list(qs.order_by(*order).values_list("document", *columns)[start:start + query.page_size + 1])
-            counted = qs[: MAX_WINDOW + 1].count()
-            total, capped = min(counted, MAX_WINDOW), counted > MAX_WINDOW
+            counted = qs[: api_query.MAX_WINDOW + 1].count()
+            total, capped = min(counted, api_query.MAX_WINDOW), counted > api_query.MAX_WINDOW
         else:
             if query.cursor is not None:
                 values = [_decode(k.field, v) for k, v in zip(query.sort, query.cursor.values, strict=True)]

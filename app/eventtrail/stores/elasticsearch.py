@@ -8,7 +8,8 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch.dsl import A, Q, Search
 
 from eventtrail.api import fields as registry
-from eventtrail.api.query import MAX_WINDOW, PERCENTS, AggQuery, Filter, ListQuery, Term, Where
+from eventtrail.api import query as api_query
+from eventtrail.api.query import PERCENTS, AggQuery, Filter, ListQuery, Term, Where
 from eventtrail.conf import get_config
 from eventtrail.stores.base import Buckets, Page, StoreUnavailable, empty_bucket, fill, project
 
@@ -127,7 +128,7 @@ class ElasticsearchStore:
         capped = False
         if query.page is not None:
             start = (query.page - 1) * query.page_size
-            search = search.extra(from_=start, size=query.page_size + 1, track_total_hits=MAX_WINDOW)
+            search = search.extra(from_=start, size=query.page_size + 1, track_total_hits=api_query.MAX_WINDOW)
         else:
             search = search.extra(size=query.page_size + 1, track_total_hits=False)
             if query.cursor is not None:
@@ -201,13 +202,13 @@ class ElasticsearchStore:
             response = self._run(search)
             raw = list(response.aggregations.groups.buckets) if response is not None else []
             more = len(raw) > query.size
-            buckets = [
+            page = [
                 {"key": {n: _bucket_key(n, v) if n != "@timestamp" else int(v)
                          for n, v in b["key"].to_dict().items()}, **self._shape(query, b)}
                 for b in raw[: query.size]
             ]
-            after = list(buckets[-1]["key"].values()) if more and buckets else None
-            return Buckets(buckets, after)
+            after = list(page[-1]["key"].values()) if more and page else None
+            return Buckets(page, after)
         if not query.group_by:
             agg = search.aggs.bucket("time", "date_histogram", min_doc_count=1,
                                      **self._histogram(query))
