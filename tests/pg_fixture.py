@@ -1,4 +1,5 @@
 """A throwaway PostgreSQL cluster in a temporary directory, for the database store's contract."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,15 @@ class Cluster:
     name: str
 
     def django(self) -> dict[str, object]:
-        return {"ENGINE": "django.db.backends.postgresql", "NAME": self.name, "USER": self.user,
-                "PASSWORD": "", "HOST": self.host, "PORT": str(self.port), "OPTIONS": {}}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": self.name,
+            "USER": self.user,
+            "PASSWORD": "",
+            "HOST": self.host,
+            "PORT": str(self.port),
+            "OPTIONS": {},
+        }
 
 
 def _free_port() -> int:
@@ -56,16 +64,50 @@ def cluster() -> Iterator[Cluster]:
         os.chown(root, entry.pw_uid, entry.pw_gid)
     data, log, port = root / "data", root / "server.log", _free_port()
     try:
-        _run([str(BIN / "initdb"), "-D", str(data), "-U", "eventtrail", "--auth=trust",
-              "--locale=C", "--encoding=UTF8", "--no-sync"], user)
-        options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        _run([str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
-              "-t", "60", "start"], user, log)
+        _run(
+            [
+                str(BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "eventtrail",
+                "--auth=trust",
+                "--locale=C",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            user,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        _run(
+            [
+                str(BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            user,
+            log,
+        )
         try:
             yield Cluster("127.0.0.1", port, "eventtrail", "postgres")
         finally:
-            subprocess.run([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True, user=user, timeout=60, check=False)
+            subprocess.run(
+                [str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+                user=user,
+                timeout=60,
+                check=False,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)

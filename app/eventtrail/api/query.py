@@ -1,4 +1,5 @@
 """Request parameters parsed once into a validated, frozen query that every store compiles."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,31 @@ CALENDAR = ("hour", "day", "week", "month")
 FIXED_UNITS = {"m": 60, "h": 3600, "d": 86400}
 METRICS = ("count", "unique_users", "avg_duration", "percentiles_duration")
 PERCENTS = (50.0, 95.0, 99.0)
-LIST_PARAMS = {"from", "to", "q", "sort", "fields", "page_size", "page", "cursor", "include_bots"}
+# ``format`` is DRF's own (?format=json), never a filter.
+LIST_PARAMS = {
+    "format",
+    "from",
+    "to",
+    "q",
+    "sort",
+    "fields",
+    "page_size",
+    "page",
+    "cursor",
+    "include_bots",
+}
 AGG_PARAMS = {
-    "from", "to", "q", "include_bots", "group_by", "size", "mode", "after", "interval", "tz",
+    "format",
+    "from",
+    "to",
+    "q",
+    "include_bots",
+    "group_by",
+    "size",
+    "mode",
+    "after",
+    "interval",
+    "tz",
     "metric",
 }
 
@@ -146,8 +169,20 @@ def _add_months(value: datetime, months: int) -> datetime:
     month = value.month - 1 + months
     year = value.year + month // 12
     month = month % 12 + 1
-    days = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30,
-            31, 31, 30, 31, 30, 31][month - 1]
+    days = [
+        31,
+        29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
     return value.replace(year=year, month=month, day=min(value.day, days))
 
 
@@ -169,7 +204,7 @@ def _round_down(value: datetime, unit: str) -> datetime:
 
 
 def parse_date(param: str, raw: str, now: datetime | None = None) -> datetime:
-    """ISO-8601 (UTC when no offset) or date math: ``now-10d``, ``now-1h``, ``now/d``, ``now-1d/d``."""
+    """ISO-8601 (UTC when no offset) or date math: ``now-10d``, ``now-1h``, ``now-1d/d``."""
     raw = raw.strip()
     match = _RELATIVE.match(raw)
     if match:
@@ -266,7 +301,9 @@ def parse_filter(param: str, raw: str) -> Filter:
     if not spec.filterable:
         raise QueryError(param, f"field {name!r} cannot be filtered")
     if lookup not in registry.LOOKUPS:
-        raise QueryError(param, f"unknown lookup {lookup!r}; use one of {', '.join(registry.LOOKUPS)}")
+        raise QueryError(
+            param, f"unknown lookup {lookup!r}; use one of {', '.join(registry.LOOKUPS)}"
+        )
     if lookup not in spec.lookups:
         allowed = ", ".join(x for x in registry.LOOKUPS if x in spec.lookups)
         raise QueryError(param, f"lookup {lookup!r} is not allowed on {name}; allowed: {allowed}")
@@ -439,7 +476,9 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
     selected = parse_fields(flat.get("fields"))
     cap = get_config()["MAX_PAGE_SIZE"]
     page_size = (
-        _int("page_size", flat["page_size"], 1, cap) if flat.get("page_size") else min(DEFAULT_PAGE_SIZE, cap)
+        _int("page_size", flat["page_size"], 1, cap)
+        if flat.get("page_size")
+        else min(DEFAULT_PAGE_SIZE, cap)
     )
     query_digest = _digest(flat, where, store, {"cursor", "page", "page_size", "fields"})
     page = cursor = None
@@ -449,7 +488,8 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
         page = _int("page", flat["page"], 1)
         if page * page_size > MAX_WINDOW:
             raise QueryError(
-                "page", f"page numbers reach the first {MAX_WINDOW} hits; use the cursor to go deeper"
+                "page",
+                f"page numbers reach the first {MAX_WINDOW} hits; use the cursor to go deeper",
             )
     elif flat.get("cursor"):
         data = read_cursor("cursor", flat["cursor"], query_digest)

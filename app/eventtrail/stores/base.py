@@ -1,4 +1,5 @@
 """The interface every query store implements, and what it hands back."""
+
 from __future__ import annotations
 
 import math
@@ -122,8 +123,9 @@ def fill(
     width = query.interval.seconds or _CALENDAR_SECONDS[query.interval.calendar or "day"]
     if (last - current).total_seconds() / width >= MAX_HISTOGRAM_BUCKETS:
         raise QueryError(
-            "interval", f"more than {MAX_HISTOGRAM_BUCKETS} buckets: use a longer interval or "
-            "a narrower from/to range"
+            "interval",
+            f"more than {MAX_HISTOGRAM_BUCKETS} buckets: use a longer interval or "
+            "a narrower from/to range",
         )
     out: list[dict[str, Any]] = []
     while current <= last:

@@ -1,4 +1,5 @@
 """The embedded store: the query compiled to the Django ORM on the events alias."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -48,7 +49,10 @@ class EpochBucket(Func):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
-        return f"(CAST(strftime('%%s', {sql}) AS INTEGER) / {self.seconds} * {self.seconds})", params
+        return (
+            f"(CAST(strftime('%%s', {sql}) AS INTEGER) / {self.seconds} * {self.seconds})",
+            params,
+        )
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
@@ -168,11 +172,16 @@ class DatabaseStore:
         columns = [registry.FIELDS[k.field].column or "" for k in query.sort]
         reverse = bool(query.cursor and query.cursor.reverse)
         # Missing values sort last, as Elasticsearch puts them; a reversed read flips both.
-        keys = [(c, k.descending != reverse, reverse) for c, k in zip(columns, query.sort, strict=True)]
+        keys = [
+            (c, k.descending != reverse, reverse) for c, k in zip(columns, query.sort, strict=True)
+        ]
         order = [
-            F(c).desc(nulls_first=True) if d and nf
-            else F(c).desc(nulls_last=True) if d
-            else F(c).asc(nulls_first=True) if nf
+            F(c).desc(nulls_first=True)
+            if d and nf
+            else F(c).desc(nulls_last=True)
+            if d
+            else F(c).asc(nulls_first=True)
+            if nf
             else F(c).asc(nulls_last=True)
             for c, d, nf in keys
         ]
@@ -180,14 +189,23 @@ class DatabaseStore:
         capped = False
         if query.page is not None:
             start = (query.page - 1) * query.page_size
-            rows = list(qs.order_by(*order).values_list("document", *columns)[start:start + query.page_size + 1])
+            rows = list(
+                qs.order_by(*order).values_list("document", *columns)[
+                    start : start + query.page_size + 1
+                ]
+            )
             counted = qs[: api_query.MAX_WINDOW + 1].count()
             total, capped = min(counted, api_query.MAX_WINDOW), counted > api_query.MAX_WINDOW
         else:
             if query.cursor is not None:
-                values = [_decode(k.field, v) for k, v in zip(query.sort, query.cursor.values, strict=True)]
+                values = [
+                    _decode(k.field, v)
+                    for k, v in zip(query.sort, query.cursor.values, strict=True)
+                ]
                 qs = qs.filter(_after(keys, values))
-            rows = list(qs.order_by(*order).values_list("document", *columns)[: query.page_size + 1])
+            rows = list(
+                qs.order_by(*order).values_list("document", *columns)[: query.page_size + 1]
+            )
         more = len(rows) > query.page_size
         rows = rows[: query.page_size]
         if reverse:
@@ -270,11 +288,15 @@ class DatabaseStore:
             rows = list(grouped.annotate(**metrics).order_by("t"))
             buckets = [{"key": key(r), **shape(r)} for r in rows]
             self._percentiles(qs, query, annotations, buckets)
-            found = {b["key"]["@timestamp"]: {k: v for k, v in b.items() if k != "key"} for b in buckets}
+            found = {
+                b["key"]["@timestamp"]: {k: v for k, v in b.items() if k != "key"} for b in buckets
+            }
             empty = empty_bucket(query)
             return Buckets(fill(found, query, empty))
         first = list(
-            qs.values(columns[0]).annotate(count=Count("pk")).order_by("-count", columns[0])[: query.size]
+            qs.values(columns[0])
+            .annotate(count=Count("pk"))
+            .order_by("-count", columns[0])[: query.size]
         )
         if len(columns) == 1:
             keys_wanted = [r[columns[0]] for r in first]
@@ -301,7 +323,10 @@ class DatabaseStore:
         return datetime.fromtimestamp(ms / 1000, UTC)
 
     def _percentiles(
-        self, qs: QuerySet[StoredEvent], query: AggQuery, annotations: dict[str, Any],
+        self,
+        qs: QuerySet[StoredEvent],
+        query: AggQuery,
+        annotations: dict[str, Any],
         buckets: list[dict[str, Any]],
     ) -> None:
         """Exact percentiles, computed here: SQLite has no percentile function."""
@@ -309,7 +334,11 @@ class DatabaseStore:
             return
         names = list(annotations)
         values: dict[tuple[Any, ...], list[float]] = defaultdict(list)
-        rows = qs.filter(duration__isnull=False).annotate(**annotations).values_list(*names, "duration")
+        rows = (
+            qs.filter(duration__isnull=False)
+            .annotate(**annotations)
+            .values_list(*names, "duration")
+        )
         wanted = {self._bucket_id(b["key"], query) for b in buckets}
         for row in rows.iterator():
             ident = tuple(row[:-1])
