@@ -736,7 +736,7 @@ def test_each_store_answers_from_its_own_backend(store, backend):
 
 # --- robustness -------------------------------------------------------------------------------
 
-FUZZ_EXAMPLES = 40
+FUZZ_EXAMPLES = 75
 
 
 @pytest.mark.usefixtures("store")

@@ -93,6 +93,11 @@ def test_text(raw, want):
     assert parse_text(raw) == want
 
 
+def test_nul_is_dropped_from_q():
+    query = parse_list({"q": "fire\x00fox"})
+    assert query.where.text == TextQuery(((Term("firefox"),),), ())
+
+
 def test_text_is_bounded():
     text = parse_text(" ".join(f"t{i}" for i in range(50)) + " " + "x" * 500)
     assert text is not None and len(text.groups) == 10
@@ -131,6 +136,7 @@ def test_filters_are_typed_and_validated():
         ({"tags": "bot"}, "tags", "cannot be filtered"),
         ({"event.duration": "1.5"}, "event.duration", "integer"),
         ({"event.duration__lt": str(2**63)}, "event.duration__lt", "out of range"),
+    ({"eventtrail.video.position__gte": "-5e223"}, "eventtrail.video.position__gte", "32-bit"),
         ({"eventtrail.video.position": "nan"}, "eventtrail.video.position", "finite"),
         ({"source.ip": "999.1.1.1"}, "source.ip", "IP"),
         ({"eventtrail.bot": "perhaps"}, "eventtrail.bot", "boolean"),
@@ -141,6 +147,7 @@ def test_filters_are_typed_and_validated():
         ({"page_size": "ten"}, "page_size", "integer"),
         ({"page": "201"}, "page", "first 10000"),
         ({"page": "1", "cursor": "x"}, "page", "not both"),
+    ({"user.name": "a\x00b"}, "user.name", "NUL"),
         ({"sort": "-@timestamp,@timestamp"}, "sort", "twice"),
         ({"cursor": "nonsense"}, "cursor", "tampered"),
     ],

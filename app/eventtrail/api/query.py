@@ -19,6 +19,7 @@ from eventtrail.api import fields as registry
 from eventtrail.conf import get_config
 
 CURSOR_SALT = "eventtrail.api.cursor"
+FLOAT32_MAX = 3.4028234663852886e38
 MAX_WINDOW = 10_000  # page numbers reach this many hits, like Elasticsearch's max_result_window
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_BUCKETS = 10
@@ -255,6 +256,9 @@ def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
             raise QueryError(param, f"{raw!r} is not a number") from None
         if not math.isfinite(real):
             raise QueryError(param, f"{raw!r} is not a finite number")
+        # Number fields are single-precision floats in the Elasticsearch mapping.
+        if abs(real) > FLOAT32_MAX:
+            raise QueryError(param, f"{raw!r} is out of range for a 32-bit float")
         return real
     if spec.kind == "date":
         return parse_date(param, raw)
@@ -463,10 +467,21 @@ def read_cursor(param: str, raw: str, query_digest: str) -> dict[str, Any]:
 
 
 def _flat(params: Mapping[str, Any]) -> dict[str, str]:
-    """QueryDict -> plain dict; the last value of a repeated parameter wins."""
+    """QueryDict -> plain dict; the last value of a repeated parameter wins.
+
+    NUL characters are refused (PostgreSQL cannot store or compare them), except in ``q``,
+    which is lenient and drops them.
+    """
     if hasattr(params, "lists"):
-        return {k: v[-1] for k, v in params.lists()}
-    return {str(k): str(v) for k, v in params.items()}
+        flat = {str(k): str(v[-1]) for k, v in params.lists()}
+    else:
+        flat = {str(k): str(v) for k, v in params.items()}
+    if "q" in flat:
+        flat["q"] = flat["q"].replace("\x00", "")
+    for key, value in flat.items():
+        if "\x00" in value or "\x00" in key:
+            raise QueryError(key.replace("\x00", "\\x00"), "contains a NUL character")
+    return flat
 
 
 def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str = "") -> ListQuery:
