@@ -298,20 +298,18 @@ class DatabaseStore:
             .annotate(count=Count("pk"))
             .order_by("-count", columns[0])[: query.size]
         )
-        if len(columns) == 1:
-            keys_wanted = [r[columns[0]] for r in first]
-            rows = list(grouped.filter(**{f"{columns[0]}__in": keys_wanted}).annotate(**metrics))
-            by_key = {r["g0"]: r for r in rows}
-            buckets = [{"key": key(by_key[k]), **shape(by_key[k])} for k in keys_wanted]
-        else:
-            buckets = []
-            for parent in first:
-                rows = list(
-                    grouped.filter(**{columns[0]: parent[columns[0]]})
-                    .annotate(**metrics)
-                    .order_by("-count", "g1")[: query.size]
-                )
-                buckets.extend({"key": key(r), **shape(r)} for r in rows)
+        parents = [r[columns[0]] for r in first]
+        # One grouped query for the chosen parents; each keeps its top children by count, key.
+        rows = list(grouped.filter(**{f"{columns[0]}__in": parents}).annotate(**metrics))
+        children: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            children[row["g0"]].append(row)
+        buckets = []
+        for parent in parents:
+            kids = children[parent]
+            if len(columns) == 2:
+                kids = sorted(kids, key=lambda r: (-r["count"], r["g1"]))[: query.size]
+            buckets.extend({"key": key(r), **shape(r)} for r in kids)
         self._percentiles(qs, query, annotations, buckets)
         return Buckets(buckets)
 
