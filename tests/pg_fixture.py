@@ -54,7 +54,7 @@ def _run(cmd: list[str], user: str | None, log: Path | None = None) -> None:
 
 
 def cluster() -> Iterator[Cluster]:
-    """Start a cluster (C collation, like Elasticsearch's byte order), yield it, remove it."""
+    """Start a cluster (ICU en-US default collation), yield it, remove it."""
     if not (BIN / "initdb").exists():
         raise PostgresError(f"no PostgreSQL binaries in {BIN}: install the Debian package")
     user = SYSTEM_USER if os.geteuid() == 0 else None
@@ -72,7 +72,11 @@ def cluster() -> Iterator[Cluster]:
                 "-U",
                 "eventtrail",
                 "--auth=trust",
-                "--locale=C",
+                # A natural-language collation on purpose: the store must still sort keywords
+                # by code point, as Elasticsearch does, whatever the database's collation.
+                "--locale=C.UTF-8",
+                "--locale-provider=icu",
+                "--icu-locale=en-US",
                 "--encoding=UTF8",
                 "--no-sync",
             ],

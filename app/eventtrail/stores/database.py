@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.db.models import Avg, Count, Expression, F, Func, IntegerField, Q, QuerySet
-from django.db.models.functions import Trunc
+from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.api import fields as registry
@@ -168,8 +168,10 @@ class DatabaseStore:
             raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
 
     def _search(self, query: ListQuery) -> Page:
-        qs = self.queryset(query.where)
-        columns = [registry.FIELDS[k.field].column or "" for k in query.sort]
+        columns = [f"s{i}" for i in range(len(query.sort))]
+        qs = self.queryset(query.where).annotate(
+            **{c: self._key(k.field) for c, k in zip(columns, query.sort, strict=True)}
+        )
         reverse = bool(query.cursor and query.cursor.reverse)
         # Missing values sort last, as Elasticsearch puts them; a reversed read flips both.
         keys = [
@@ -224,6 +226,14 @@ class DatabaseStore:
         except DatabaseError as exc:
             raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
 
+    def _key(self, name: str) -> Any:
+        """A sort or group key; strings compare by code point, as Elasticsearch's keywords do."""
+        spec = registry.FIELDS[name]
+        expression = F(spec.column or "")
+        if spec.kind == "keyword" and connections[self.alias].vendor == "postgresql":
+            return Collate(expression, "C")
+        return expression
+
     def _metrics(self, query: AggQuery) -> dict[str, Any]:
         metrics: dict[str, Any] = {"count": Count("pk")}
         if "unique_users" in query.metrics:
@@ -248,7 +258,7 @@ class DatabaseStore:
         columns = [registry.FIELDS[n].column or "" for n in query.group_by]
         for column in columns:
             qs = qs.filter(**{f"{column}__isnull": False})
-        annotations: dict[str, Any] = {f"g{i}": F(c) for i, c in enumerate(columns)}
+        annotations: dict[str, Any] = {f"g{i}": self._key(n) for i, n in enumerate(query.group_by)}
         if query.interval:
             annotations["t"] = self._time(query)
         key_names = list(annotations)
@@ -294,13 +304,14 @@ class DatabaseStore:
             empty = empty_bucket(query)
             return Buckets(fill(found, query, empty))
         first = list(
-            qs.values(columns[0])
+            qs.annotate(g0=annotations["g0"])
+            .values("g0")
             .annotate(count=Count("pk"))
-            .order_by("-count", columns[0])[: query.size]
+            .order_by("-count", "g0")[: query.size]
         )
-        parents = [r[columns[0]] for r in first]
+        parents = [r["g0"] for r in first]
         # One grouped query for the chosen parents; each keeps its top children by count, key.
-        rows = list(grouped.filter(**{f"{columns[0]}__in": parents}).annotate(**metrics))
+        rows = list(grouped.filter(g0__in=parents).annotate(**metrics))
         children: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             children[row["g0"]].append(row)
