@@ -6,6 +6,7 @@ import argparse
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import os
 import pwd
 import re
@@ -51,34 +52,49 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _inputs_digest() -> str:
+    """A digest of what Maven builds from, so an edited pom or descriptor triggers a rebuild."""
+    digest = hashlib.sha256()
+    inputs = [POM, *(p for p in (ENGINE_DIR / "modules").rglob("*") if p.is_file())]
+    for path in sorted(inputs):
+        digest.update(str(path.relative_to(ENGINE_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build(quiet: bool = True) -> Path:
-    """Unpack the distribution through Maven unless it is already there; return its home."""
+    """Have Maven put the engine together in engine/target unless it is there; return its home."""
     home = distribution_home()
-    launcher = home / "bin" / "opensearch"
-    if launcher.exists():
+    target = ENGINE_DIR / "target"
+    stamp = target / f".built-{_inputs_digest()}"
+    if stamp.exists() and (home / "bin" / "opensearch").exists():
         return home
     mvn = shutil.which("mvn")
     if mvn is None:
         raise EngineError("Maven (mvn) is not on PATH: install the Debian package 'maven'")
-    (ENGINE_DIR / "target").mkdir(exist_ok=True)
-    # Two test sessions in one checkout must not unpack over each other.
-    with open(ENGINE_DIR / "target" / ".build.lock", "w") as lock:
+    target.mkdir(exist_ok=True)
+    # Two test sessions in one checkout must not build over each other.
+    with open(target / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if launcher.exists():
+        if stamp.exists() and (home / "bin" / "opensearch").exists():
             return home
+        for old in target.iterdir():
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.name != ".build.lock":
+                old.unlink()
         cmd = [mvn, "-B", "-f", str(POM), "package"]
         if quiet:
             cmd.insert(2, "-q")
         try:
             done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+                cmd, capture_output=quiet, text=True, timeout=BUILD_TIMEOUT, check=False
             )
         except subprocess.TimeoutExpired as exc:
             raise EngineError(f"{' '.join(cmd)} took longer than {BUILD_TIMEOUT:.0f}s") from exc
-        if done.returncode != 0 or not launcher.exists():
-            raise EngineError(
-                f"{' '.join(cmd)} exited {done.returncode}:\n{_tail(done.stdout + done.stderr)}"
-            )
+        if done.returncode != 0 or not (home / "bin" / "opensearch").exists():
+            output = _tail((done.stdout or "") + (done.stderr or ""))
+            raise EngineError(f"{' '.join(cmd)} exited {done.returncode}:\n{output}")
+        stamp.touch()
     return home
 
 
@@ -206,7 +222,6 @@ class Engine:
         (run / "owner.pid").write_text(str(os.getpid()))
         for sub in ("config/jvm.options.d", "data", "logs", "tmp"):
             (run / sub).mkdir(parents=True)
-        self.chosen_port = self.port is None
         self.port = self.port or free_port()
         conf = run / "config"
         shutil.copy(home / "config" / "log4j2.properties", conf)

@@ -30,6 +30,13 @@ class RunningEngine:
             self.client.indices.delete_index_template(name=template["name"])
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test that uses the engine, directly or through a fixture, with ``engine``."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
+
+
 @pytest.fixture(scope="session")
 def engine():
     """A running engine for the whole session; a test that needs it fails if it cannot start.

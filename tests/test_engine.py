@@ -14,8 +14,6 @@ from eventtrail import schema
 
 from tests.es_adapter import opensearch_template, plain_media_type
 
-pytestmark = pytest.mark.engine
-
 DATA_STREAM = "logs-eventtrail-default"
 START = datetime(2025, 3, 1, tzinfo=UTC)
 HOURS = 72
@@ -145,6 +143,15 @@ def test_the_plain_client_refuses_the_engine_without_the_adapter(engine):
     with pytest.raises(UnsupportedProductError):
         Elasticsearch(engine.url).info()
     assert engine.client.info()["version"]["distribution"] == "opensearch"
+
+
+def test_the_engine_has_the_modules_of_a_full_distribution(engine):
+    (node,) = engine.client.nodes.info(metric="plugins")["nodes"].values()
+    assert {m["name"] for m in node["modules"]} == {
+        "transport-netty4", "lang-painless", "analysis-common", "mapper-extras",
+        "aggs-matrix-stats", "ingest-common", "ingest-user-agent", "reindex",
+    }  # fmt: skip
+    assert node["plugins"] == []  # hence no security plugin: plain HTTP
 
 
 def test_the_unadapted_template_is_rejected(engine):
