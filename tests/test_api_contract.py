@@ -69,13 +69,12 @@ def documents(django_db_setup, django_db_blocker) -> list[dict[str, Any]]:
     return docs
 
 
-@pytest.fixture(scope="session")
-def es_data(engine, documents) -> str:
-    client = engine.client
+def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
+    """(Re)create this suite's data stream holding the fixture events."""
     template = opensearch_template(
         schema.index_template(DATA_STREAM, ilm_policy=None, priority=777)
     )
-    # Only this test's stream: other tests' templates and streams are left as they are.
+    # Only this suite's stream: other tests' templates and streams are left as they are.
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
     client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
@@ -85,7 +84,12 @@ def es_data(engine, documents) -> str:
         operations.append(doc)
     result = client.bulk(operations=operations, refresh=True)
     assert not result["errors"]
-    return engine.url
+
+
+@pytest.fixture(scope="session")
+def es_data(engine, documents) -> Any:
+    load_stream(engine.client, documents)
+    return engine
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +136,7 @@ def backend(request, documents) -> dict[str, Any]:
     if request.param == "elasticsearch":
         return {
             "STORE": "elasticsearch",
-            "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_data")],
+            "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_data").url],
             "DATA_STREAM": DATA_STREAM,
             "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode},
         }
@@ -140,7 +144,12 @@ def backend(request, documents) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(backend, settings) -> str:
+def store(request, backend, settings, documents) -> str:
+    if backend["STORE"] == "elasticsearch":
+        # Other suites reset the shared engine between modules; reload if ours was wiped.
+        client = request.getfixturevalue("es_data").client
+        if not client.indices.exists(index=DATA_STREAM):
+            load_stream(client, documents)
     settings.EVENTTRAIL = {
         **settings.EVENTTRAIL,
         **backend,
