@@ -50,23 +50,33 @@ def moderated(user: Any) -> list[str]:
     return MODERATORS.get(user.username, [])
 
 
-@pytest.fixture(scope="session")
-def documents(django_db_setup, django_db_blocker) -> list[dict[str, Any]]:
-    """The fixture events, delivered through the database sink; the ES store gets the same."""
+@pytest.fixture(scope="module")
+def documents(django_db_setup, django_db_blocker) -> Iterator[list[dict[str, Any]]]:
+    """The fixture events, delivered through the database sink; the ES store gets the same.
+
+    Module-scoped, and removed afterwards, so the rest of the suite sees empty tables.
+    """
+    created_users = []
     with django_db_blocker.unblock():
         DatabaseSink().send(api_events.build())
         docs = list(
             StoredEvent.objects.using("events").order_by("id").values_list("document", flat=True)
         )
-        for pk in [*api_events.USERS, api_events.PSEUDO_USER]:
-            User.objects.get_or_create(pk=pk, username=f"u{pk}")
-        User.objects.get_or_create(pk=500, username="mod")
-        User.objects.get_or_create(pk=501, username="staff", is_staff=True)
-        service, _ = User.objects.get_or_create(pk=502, username="recommender")
+        for pk, name, extra in [
+            *[(pk, f"u{pk}", {}) for pk in [*api_events.USERS, api_events.PSEUDO_USER]],
+            (500, "mod", {}), (501, "staff", {"is_staff": True}), (502, "recommender", {}),
+        ]:
+            user, made = User.objects.get_or_create(pk=pk, username=name, defaults=extra)
+            if made:
+                created_users.append(user.pk)
+        service = User.objects.get(pk=502)
         service.user_permissions.add(Permission.objects.get(codename="view_all_events"))
         Token.objects.get_or_create(user=service, key="s" * 40)
     assert len(docs) == api_events.N_EVENTS
-    return docs
+    yield docs
+    with django_db_blocker.unblock():
+        StoredEvent.objects.using("events").filter(id__in=[d["event"]["id"] for d in docs]).delete()
+        User.objects.filter(pk__in=created_users).delete()
 
 
 def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
@@ -86,13 +96,13 @@ def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
     assert not result["errors"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def es_data(engine, documents) -> Any:
     load_stream(engine.client, documents)
     return engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
     """The events table on a throwaway PostgreSQL, under its own alias, holding the same rows."""
     try:
@@ -116,7 +126,7 @@ def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
 
 
 @pytest.fixture(
-    scope="session",
+    scope="module",
     params=[
         "database",
         pytest.param(
@@ -130,7 +140,7 @@ def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
     ],
 )
 def backend(request, documents) -> dict[str, Any]:
-    """Session-wide, so each store's data is loaded once, outside any test's transaction."""
+    """Module-wide, so each store's data is loaded once, outside any test's transaction."""
     if request.param == "postgresql":
         return {"STORE": "database", "DATABASE_ALIAS": request.getfixturevalue("postgres_alias")}
     if request.param == "elasticsearch":
