@@ -96,3 +96,31 @@ def test_http_sink_raises_on_an_error_status_and_recovers(recorder):
     sink.send(docs)
     sink.close()
     assert len(_Recorder.bodies) == 2 and _Recorder.bodies[0] == _Recorder.bodies[1]
+
+
+calls = []
+
+
+def counting_roles(user):
+    calls.append(user.pk)
+    return ["reviewer"]
+
+
+@pytest.mark.django_db
+def test_the_roles_hook_runs_once_per_user_not_once_per_event(django_user_model):
+    from eventtrail.capture import clear_caches
+
+    staff = django_user_model.objects.create_user("rita", is_staff=True)
+    other = django_user_model.objects.create_user("olaf")
+    calls.clear()
+    clear_caches()
+    with override_settings(EVENTTRAIL={"USER_ROLES": f"{__name__}.counting_roles"}):
+        docs = [json.loads(prepare(draft_for("page.view", {"url.path": f"/p/{i}", "_user": user,
+                                                           "_user_id": user.pk}))[1])
+                for i in range(3) for user in (staff, other)]
+        assert [d["user"]["roles"] for d in docs[:2]] == [["staff", "reviewer"], ["reviewer"]]
+        assert all(d["user"]["roles"] == docs[i % 2]["user"]["roles"] for i, d in enumerate(docs))
+        assert sorted(calls) == sorted([staff.pk, other.pk])
+        clear_caches()  # what the TTL does after a minute: the hook is asked again
+        prepare(draft_for("page.view", {"url.path": "/p/x", "_user": staff, "_user_id": staff.pk}))
+    assert calls.count(staff.pk) == 2
