@@ -1,6 +1,7 @@
 """The delivery worker's hot paths that the benchmark sped up keep their exact output."""
 import base64
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,6 +11,7 @@ from eventtrail import schema
 from eventtrail.capture import draft_for
 from eventtrail.delivery import prepare
 from eventtrail.delivery.sinks import DeliveryError, LogstashHttpSink
+from eventtrail.ids import uuid7
 
 
 def test_unflatten_nests_schema_and_unknown_names_alike():
@@ -124,3 +126,29 @@ def test_the_roles_hook_runs_once_per_user_not_once_per_event(django_user_model)
         clear_caches()  # what the TTL does after a minute: the hook is asked again
         prepare(draft_for("page.view", {"url.path": "/p/x", "_user": staff, "_user_id": staff.pk}))
     assert calls.count(staff.pk) == 2
+
+
+def test_ids_from_the_random_pool_are_distinct_and_well_formed():
+    same_ms = [uuid7(ms=1_700_000_000_000) for _ in range(20_000)]
+    live = [uuid7() for _ in range(20_000)]
+    assert len(set(same_ms)) == len(same_ms) and len(set(live)) == len(live)
+    for value in same_ms[:50] + live[:50]:
+        assert value[14] == "7" and value[19] in "89ab"
+
+
+def test_a_forked_child_never_repeats_its_parents_ids():
+    uuid7(ms=1)  # the parent's pool now holds unused bytes the child would inherit
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, ",".join(uuid7(ms=1_700_000_000_000) for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    parent = [uuid7(ms=1_700_000_000_000) for _ in range(50)]
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    assert len(child) == 50
+    assert not set(parent) & set(child)
