@@ -36,6 +36,9 @@ def test_unflatten_nests_schema_and_unknown_names_alike():
     }
     assert schema.flatten(doc) == flat
     assert schema.unflatten(flat) == doc  # the cached paths give the same answer again
+    private = {**flat, "_user": object(), "_type": "x"}
+    assert schema.unflatten(private, public=True) == doc
+    assert set(schema.unflatten(private)) == set(doc) | {"_user", "_type"}
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -146,11 +146,13 @@ def _path(name: str) -> tuple[str, ...]:
     return parts
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{'event.id': 1} -> {'event': {'id': 1}}."""
+def unflatten(flat: Mapping[str, Any], *, public: bool = False) -> dict[str, Any]:
+    """{'event.id': 1} -> {'event': {'id': 1}}. ``public`` leaves out process-private "_" keys."""
     # The delivery worker runs this on every event: paths are split once per name, not per event.
     doc: dict[str, Any] = {}
     for name, value in flat.items():
+        if public and name[:1] == "_":
+            continue
         parts = _path(name)
         node = doc
         for part in parts[:-1]:
