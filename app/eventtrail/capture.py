@@ -201,7 +201,7 @@ _context_cache: dict[Any, tuple[float, Mapping[str, Any]]] = {}
 
 
 def clear_caches() -> None:
-    """Forget cached users and URL context (tests; a user renamed shows within the TTL)."""
+    """Forget cached users, roles and URL context (tests; a renamed user shows within the TTL)."""
     _user_cache.clear()
     _context_cache.clear()
 
@@ -308,7 +308,9 @@ def build(draft: Draft) -> dict[str, Any]:
     if user is not None:
         event["user.id"] = str(user.pk)
         event["user.name"] = user.get_username()
-        event["user.roles"] = user_roles(user)
+        # The USER_ROLES hook usually queries the database: once per user per TTL, not per event.
+        event["user.roles"] = list(_cached(_user_cache, ("roles", user.pk),
+                                           lambda: user_roles(user)))
         event["_user"] = user  # for the opt-out processor; dropped before serialising
     if session_key:
         event["eventtrail.session.hash"] = session_hash(session_key)

@@ -47,7 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "PSEUDONYMIZE_USERS": False,  # user.id becomes a keyed hash; user.name is dropped
     # Key for the keyed hashes (session hash, pseudonyms). Defaults to SECRET_KEY.
     "HASH_KEY": None,
-    # Dotted path to ``callable(user) -> iterable of role names`` added to user.roles.
+    # Dotted path to ``callable(user) -> iterable of role names`` added to user.roles. It runs on
+    # the delivery worker, and its answer is kept per user for a minute.
     "USER_ROLES": None,
     # Dotted path to ``callable(user) -> bool``; True means the user opted out.
     "OPT_OUT": None,

@@ -10,6 +10,33 @@ _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 
+# Random bits come from the OS CSPRNG, read 4 KB at a time. Two getrandom() calls per id cost
+# the delivery worker a third of its time, and each one releases the GIL to request threads.
+_POOL_SIZE = 4096
+_pool_lock = threading.Lock()
+_pool = b""
+_pool_at = 0
+
+
+def _random(n: int) -> int:
+    global _pool, _pool_at
+    with _pool_lock:
+        if _pool_at + n > len(_pool):
+            _pool, _pool_at = os.urandom(_POOL_SIZE), 0
+        chunk = _pool[_pool_at : _pool_at + n]
+        _pool_at += n
+    return int.from_bytes(chunk, "big")
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must never reuse its parent's random bytes, nor a lock held mid-fork."""
+    global _lock, _pool_lock, _pool, _pool_at
+    _lock, _pool_lock = threading.Lock(), threading.Lock()
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _after_fork_in_child() -> None:
     global _lock
@@ -37,13 +64,14 @@ def uuid7(ms: int | None = None, rng: Random | None = None) -> str:
                 now = _last_ms
             else:
                 _last_ms = now
-                _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+                _counter = _random(2) & 0x3FF
             rand_a = _counter
         ms = now
-        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        rand_b = _random(8) & ((1 << 62) - 1)
     elif rng is None:
-        rand_a = int.from_bytes(os.urandom(2), "big") & 0xFFF
-        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        bits = _random(10)
+        rand_a = (bits >> 64) & 0xFFF
+        rand_b = bits & ((1 << 62) - 1)
     else:
         rand_a = rng.getrandbits(12)
         rand_b = rng.getrandbits(62)

@@ -134,14 +134,32 @@ def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{'event.id': 1} -> {'event': {'id': 1}}."""
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
+def _path(name: str) -> tuple[str, ...]:
+    parts = _PATHS.get(name)
+    if parts is None:
+        parts = BY_NAME[name].path if name in BY_NAME else tuple(name.split("."))
+        if len(_PATHS) < 10_000:  # names come from code, but a bound costs nothing
+            _PATHS[name] = parts
+    return parts
+
+
+def unflatten(flat: Mapping[str, Any], *, public: bool = False) -> dict[str, Any]:
+    """{'event.id': 1} -> {'event': {'id': 1}}. ``public`` leaves out process-private "_" keys."""
+    # The delivery worker runs this on every event: paths are split once per name, not per event.
     doc: dict[str, Any] = {}
     for name, value in flat.items():
-        parts = BY_NAME[name].path if name in BY_NAME else tuple(name.split("."))
+        if public and name[:1] == "_":
+            continue
+        parts = _path(name)
         node = doc
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            node = child
         node[parts[-1]] = value
     return doc
 

@@ -27,9 +27,12 @@ ADOPT_EVERY = 30.0
 PERSIST_EVERY = 1.0
 
 
+# One encoder for every event: json.dumps with options builds a new one per call.
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def serialise(event: dict[str, Any]) -> str:
-    public = {k: v for k, v in event.items() if not k.startswith("_")}
-    return json.dumps(schema.unflatten(public), separators=(",", ":"), ensure_ascii=False)
+    return _encoder.encode(schema.unflatten(event, public=True))
 
 
 def prepare(draft: dict[str, Any]) -> tuple[str, str] | None:
