@@ -64,8 +64,11 @@ class TcpReceiver:
                     except ValueError:
                         received.bad_lines += 1
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            request_queue_size = 128  # the default 5 makes bursts of connections wait 1 s
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
@@ -125,8 +128,11 @@ class HttpReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

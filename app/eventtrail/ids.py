@@ -38,14 +38,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def uuid7(ms: int | None = None, rng: Random | None = None) -> str:
     """A UUIDv7 string. Ids made in one process sort in creation order, even within one ms.
 

@@ -58,6 +58,10 @@ class Handoff:
         self._spool = spool
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.sender: threading.Thread | None = None
+        self.send_wake = threading.Event()
+        self.sending_stops = threading.Event()
+        self.building = False
         self.idle = threading.Event()
 
     # --- request thread ---------------------------------------------------------------------
@@ -92,61 +96,91 @@ class Handoff:
         return self._sink, self._spool
 
     def _run(self) -> None:
+        """The builder: queued drafts into the spool. It starts the sender, which sends from the
+        spool meanwhile, so building the next batch never waits for the last one's answer."""
         config = get_config()
         sink, spool = self._open()
-        backoff = list(config["RETRY_BACKOFF"]) or [1.0]
-        state = {"attempt": 0, "retry_at": 0.0, "adopt_at": 0.0, "persist_at": 0.0}
+        self.sender = threading.Thread(
+            target=self._send_loop, args=(sink, spool), name="eventtrail-sender", daemon=True
+        )
+        self.sender.start()
+        adopt_at = persist_at = 0.0
         while True:
             self.wake.wait(config["FLUSH_INTERVAL"])
             self.wake.clear()
             stopping = self.stopping.is_set()
             try:
-                self._cycle(sink, spool, backoff, state)
+                if time.monotonic() >= adopt_at:
+                    adopt_at = time.monotonic() + ADOPT_EVERY
+                    if spool.adopt_orphans():
+                        self.send_wake.set()
+                    spool.expire()
+                if self._spool_queued(spool):
+                    self.send_wake.set()
+                if time.monotonic() >= persist_at:
+                    persist_at = time.monotonic() + PERSIST_EVERY
+                    self.persist()
             except Exception as exc:  # the worker must outlive any bug or outage
-                counters.incr("internal_error")
-                counters.error(f"worker: {exc!r}")
-                logger.exception("Event Trail delivery worker error; continuing")
-                time.sleep(0.1)
+                self._worker_error(exc)
             if stopping:
+                self.sending_stops.set()
+                self.send_wake.set()
                 return
 
-    def _cycle(self, sink: Sink, spool: Spool, backoff: list[float], state: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now >= state["adopt_at"]:
-            state["adopt_at"] = now + ADOPT_EVERY
-            spool.adopt_orphans()
-            spool.expire()
-        self._spool_queued(spool)
-        self._deliver(sink, spool, backoff, state)
-        if time.monotonic() >= state["persist_at"]:
-            state["persist_at"] = time.monotonic() + PERSIST_EVERY
-            self.persist()
-        if not self.queue and spool.count() == 0:
-            self.idle.set()
-        else:
-            self.idle.clear()
+    def _send_loop(self, sink: Sink, spool: Spool) -> None:
+        config = get_config()
+        backoff = list(config["RETRY_BACKOFF"]) or [1.0]
+        state = {"attempt": 0, "retry_at": 0.0}
+        while True:
+            self.send_wake.wait(config["FLUSH_INTERVAL"])
+            self.send_wake.clear()
+            last = self.sending_stops.is_set()  # set only once everything queued is spooled
+            try:
+                self._deliver(sink, spool, backoff, state)
+                if not self.queue and not self.building and spool.count() == 0:
+                    self.idle.set()
+                else:
+                    self.idle.clear()
+            except Exception as exc:
+                self._worker_error(exc)
+            if last:
+                return
 
-    def _spool_queued(self, spool: Spool) -> None:
+    def _worker_error(self, exc: Exception) -> None:
+        counters.incr("internal_error")
+        counters.error(f"worker: {exc!r}")
+        logger.exception("Event Trail delivery worker error; continuing")
+        time.sleep(0.1)
+
+    def _spool_queued(self, spool: Spool) -> int:
         """Move everything queued into the spool, in batches: one commit per batch."""
-        while self.queue:
-            drafts: list[dict[str, Any]] = []
-            while self.queue and len(drafts) < self.batch_size * 4:
-                drafts.append(self.queue.popleft())
-            docs = []
-            for draft in drafts:
-                try:
-                    prepared = prepare(draft)
-                except Exception as exc:
-                    counters.drop("invalid")
-                    counters.error(f"build: {exc!r}")
-                    logger.exception("Event Trail could not build an event; dropped")
-                    continue
-                if prepared is not None:
-                    docs.append(prepared)
-            counters.incr("enqueued", len(drafts))
-            if docs:
-                spool.append(docs)
-                counters.incr("spooled", len(docs))
+        spooled = 0
+        self.building = True
+        try:
+            while self.queue:
+                drafts: list[dict[str, Any]] = []
+                while self.queue and len(drafts) < self.batch_size * 4:
+                    drafts.append(self.queue.popleft())
+                docs = []
+                for draft in drafts:
+                    try:
+                        prepared = prepare(draft)
+                    except Exception as exc:
+                        counters.drop("invalid")
+                        counters.error(f"build: {exc!r}")
+                        logger.exception("Event Trail could not build an event; dropped")
+                        continue
+                    if prepared is not None:
+                        docs.append(prepared)
+                counters.incr("enqueued", len(drafts))
+                if docs:
+                    spool.append(docs)
+                    counters.incr("spooled", len(docs))
+                    spooled += len(docs)
+                    self.send_wake.set()
+        finally:
+            self.building = False
+        return spooled
 
     def _deliver(self, sink: Sink, spool: Spool, backoff: list[float], state: dict[str, Any]) -> None:
         if time.monotonic() < state["retry_at"]:
@@ -172,8 +206,6 @@ class Handoff:
             spool.ack(rows[-1][0])
             counters.incr("delivered", len(rows))
             state["attempt"] = 0
-            if len(self.queue) >= self.batch_size:
-                return  # spool what waits before it piles up in memory
 
     def persist(self) -> None:
         try:
@@ -187,6 +219,7 @@ class Handoff:
         self.idle.clear()
         while time.monotonic() < deadline:
             self.wake.set()
+            self.send_wake.set()
             if self.idle.wait(0.05) and not self.queue:
                 return True
         return False
@@ -197,14 +230,19 @@ class Handoff:
         Returns how many events are left in the spool.
         """
         timeout = get_config()["SHUTDOWN_TIMEOUT"] if timeout is None else timeout
-        thread = self.thread
-        if thread is not None and thread.is_alive():
-            self.stopping.set()
-            self.wake.set()
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in (self.thread, self.sender):
+            if thread is not None and thread.is_alive():
+                self.stopping.set()
+                self.wake.set()
+                thread.join(max(0.0, deadline - time.monotonic()))
         left = self._spool.count() if self._spool is not None else len(self.queue)
-        if thread is not None and thread.is_alive():
-            logger.warning("Event Trail delivery did not stop within %.1fs", timeout)
+        stuck = [t.name for t in (self.thread, self.sender) if t is not None and t.is_alive()]
+        if stuck:
+            # A send is hung (a blackholed receiver): what is spooled stays on disk for the
+            # next process; the daemon threads die with this one.
+            logger.warning("Event Trail delivery did not stop within %.1fs (%s); %d events "
+                           "stay in the spool", timeout, ", ".join(stuck), left)
             counters.drop("shutdown", len(self.queue))
             return left + len(self.queue)
         if self._spool is not None:

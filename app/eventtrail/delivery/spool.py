@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from eventtrail.stats import counters
 
@@ -28,14 +30,27 @@ class Spool(Protocol):
     def close(self) -> None: ...
 
 
+def _locked(method: Any) -> Any:
+    """The builder thread appends while the sender peeks and acknowledges: one at a time."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class MemorySpool:
     """A bounded in-memory spool, for tests and for SPOOL off. Lost if the process dies."""
 
     def __init__(self, max_events: int) -> None:
+        self._mutex = threading.RLock()
         self.max_events = max_events
         self.rows: deque[tuple[int, str, float]] = deque()
         self.seq = 0
 
+    @_locked
     def append(self, docs: list[tuple[str, str]]) -> None:
         now = time.time()
         for _, doc in docs:
@@ -47,22 +62,28 @@ class MemorySpool:
                 self.rows.popleft()
             counters.drop("spool_full", excess)
 
+    @_locked
     def peek(self, limit: int) -> list[Row]:
         return [(seq, doc) for seq, doc, _ in list(self.rows)[:limit]]
 
+    @_locked
     def ack(self, upto: int) -> None:
         while self.rows and self.rows[0][0] <= upto:
             self.rows.popleft()
 
+    @_locked
     def count(self) -> int:
         return len(self.rows)
 
+    @_locked
     def expire(self) -> None:
         return None
 
+    @_locked
     def adopt_orphans(self) -> int:
         return 0
 
+    @_locked
     def close(self) -> None:
         return None
 
@@ -85,6 +106,7 @@ class SqliteSpool:
     """
 
     def __init__(self, directory: str | Path, max_events: int, max_age: float) -> None:
+        self._mutex = threading.RLock()
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
@@ -107,6 +129,7 @@ class SqliteSpool:
         db.execute(SCHEMA)
         return db
 
+    @_locked
     def append(self, docs: list[tuple[str, str]]) -> None:
         now = time.time()
         before = self.db.total_changes
@@ -129,18 +152,22 @@ class SqliteSpool:
         counters.drop(reason, cur.rowcount)
         logger.warning("Event Trail spool over its bound: dropped %d oldest (%s)", cur.rowcount, reason)
 
+    @_locked
     def peek(self, limit: int) -> list[Row]:
         return self.db.execute(
             "SELECT seq, doc FROM events ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
 
+    @_locked
     def ack(self, upto: int) -> None:
         cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
         self._count -= cur.rowcount
 
+    @_locked
     def count(self) -> int:
         return self._count
 
+    @_locked
     def expire(self) -> None:
         cur = self.db.execute("DELETE FROM events WHERE at < ?", (time.time() - self.max_age,))
         if cur.rowcount:
@@ -148,6 +175,7 @@ class SqliteSpool:
             counters.drop("spool_expired", cur.rowcount)
             logger.warning("Event Trail spool: %d events older than SPOOL_MAX_AGE dropped", cur.rowcount)
 
+    @_locked
     def adopt_orphans(self) -> int:
         """Move the rows of spools whose owner died into this one. Returns how many."""
         adopted = 0
@@ -192,6 +220,7 @@ class SqliteSpool:
             Path(f"{orphan}{suffix}").unlink(missing_ok=True)
         return moved
 
+    @_locked
     def close(self) -> None:
         left = self.count()
         self.db.close()

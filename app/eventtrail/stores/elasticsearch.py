@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch.dsl import A, Q, Search
 
+from elasticsearch import ApiError, Elasticsearch, TransportError
 from eventtrail.api import fields as registry
 from eventtrail.api import query as api_query
 from eventtrail.api.query import PERCENTS, AggQuery, Filter, ListQuery, Term, Where
