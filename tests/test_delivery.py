@@ -351,3 +351,11 @@ def test_the_worker_outlives_a_raising_sink_and_an_unbuildable_draft(fast):
     assert snapshot["counters"]["dropped.invalid"] == 1
     assert snapshot["counters"]["retried"] >= 49 * 2
     assert handoff.thread is not None
+
+
+def test_the_tcp_sink_leaves_the_librarys_global_settings_alone():
+    from logstash_async.constants import constants
+
+    before = constants.SOCKET_CLOSE_WAIT_TIMEOUT
+    LogstashTcpSink(["tcp://127.0.0.1:1"])
+    assert constants.SOCKET_CLOSE_WAIT_TIMEOUT == before
