@@ -98,6 +98,11 @@ DEFAULTS: dict[str, Any] = {
     "ELASTICSEARCH_OPTIONS": {},  # extra keyword arguments for the Elasticsearch client
     "INCLUDE_BOTS": False,  # API excludes bot traffic unless asked
     "MAX_PAGE_SIZE": 1000,
+    # Dotted path to ``callable(user) -> iterable of community slugs`` the user moderates;
+    # the API shows such users their own events and those of these communities.
+    "MODERATED_COMMUNITIES": None,
+    # Rate of the API's scoped throttle, unless REST_FRAMEWORK's rates name "eventtrail".
+    "API_THROTTLE_RATE": "1200/min",
     "KIBANA_URL": "",
 }
 

@@ -64,6 +64,7 @@ class StoredEvent(models.Model):
     document = models.JSONField()
 
     class Meta:
+        permissions = [("view_all_events", "Can read every event through the API")]
         indexes = [
             models.Index(fields=["timestamp", "id"], name="et_ts"),
             models.Index(fields=["action", "timestamp"], name="et_action_ts"),

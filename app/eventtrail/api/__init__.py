@@ -1,0 +1,1 @@
+"""The query REST API: field registry, query model, views."""

@@ -1,0 +1,139 @@
+"""The interface every query store implements, and what it hands back."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from eventtrail import schema
+from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot answer now (down, unreachable, misconfigured); the API says 503."""
+
+
+@dataclass
+class Page:
+    """Hits in the order the caller asked for, with each hit's sort values."""
+
+    hits: list[dict[str, Any]]
+    sort_values: list[list[Any]]
+    more: bool  # more hits lie beyond this page in the direction it was read
+    total: int | None = None  # page mode: hits, capped at the window
+    capped: bool = False
+
+
+@dataclass
+class Buckets:
+    buckets: list[dict[str, Any]]
+    after: list[Any] | None = None  # composite: key of the last bucket when more may follow
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    name: str
+
+    def search(self, query: ListQuery) -> Page: ...
+
+    def aggregate(self, query: AggQuery) -> Buckets: ...
+
+
+def project(doc: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+    """The document limited to ``names`` (all of it when None), nested as stored."""
+    if names is None:
+        return doc
+    flat = {n: schema.lookup(doc, n) for n in names}
+    return schema.unflatten({n: v for n, v in flat.items() if v is not None})
+
+
+def percentile(sorted_values: Sequence[float], percent: float) -> float | None:
+    """Linear interpolation between closest ranks (SQL's percentile_cont)."""
+    if not sorted_values:
+        return None
+    rank = (len(sorted_values) - 1) * percent / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low))
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def render_time(ms: int, tz: str) -> str:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).isoformat()
+
+
+def bucket_start(value: datetime, interval: Interval, tz: str) -> datetime:
+    """The start of the bucket holding ``value``: calendar ones in ``tz``, fixed ones on UTC."""
+    if interval.seconds:
+        seconds = int(value.timestamp()) // interval.seconds * interval.seconds
+        return datetime.fromtimestamp(seconds, UTC)
+    local = value.astimezone(ZoneInfo(tz))
+    if interval.calendar == "hour":
+        start = local.replace(minute=0, second=0, microsecond=0)
+        return start.astimezone(UTC)
+    day = datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(tz))
+    if interval.calendar == "week":
+        day = datetime.combine((day - timedelta(days=day.weekday())).date(), day.timetz())
+    elif interval.calendar == "month":
+        day = day.replace(day=1)
+    return day.astimezone(UTC)
+
+
+def next_start(start: datetime, interval: Interval, tz: str) -> datetime:
+    if interval.seconds:
+        return start + timedelta(seconds=interval.seconds)
+    if interval.calendar == "hour":
+        return start + timedelta(hours=1)
+    local = start.astimezone(ZoneInfo(tz))
+    if interval.calendar == "day":
+        step = local.date() + timedelta(days=1)
+    elif interval.calendar == "week":
+        step = local.date() + timedelta(days=7)
+    else:
+        step = (local.replace(day=28) + timedelta(days=4)).date().replace(day=1)
+    return datetime(step.year, step.month, step.day, tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def fill(
+    found: dict[int, dict[str, Any]], query: AggQuery, empty: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every bucket from the first to the last (or the from/to bounds), empty ones included."""
+    assert query.interval is not None
+    where = query.where
+    starts: Iterable[int] = found
+    first = [datetime.fromtimestamp(k / 1000, UTC) for k in starts]
+    if where.start:
+        first.append(where.start)
+    if where.end:
+        first.append(where.end - timedelta(milliseconds=1))
+    if not first:
+        return []
+    current = bucket_start(min(first), query.interval, query.tz)
+    last = bucket_start(max(first), query.interval, query.tz)
+    out: list[dict[str, Any]] = []
+    while current <= last:
+        key = epoch_ms(current)
+        bucket = found.get(key) or {**empty}
+        out.append({"key": {"@timestamp": key}, **bucket})
+        current = next_start(current, query.interval, query.tz)
+    return out
+
+
+def percent_key(p: float) -> str:
+    return f"{p:g}"
+
+
+def empty_bucket(query: AggQuery) -> dict[str, Any]:
+    empty: dict[str, Any] = {"count": 0}
+    if "unique_users" in query.metrics:
+        empty["unique_users"] = 0
+    if "avg_duration" in query.metrics:
+        empty["avg_duration"] = None
+    if "percentiles_duration" in query.metrics:
+        empty["percentiles_duration"] = {percent_key(p): None for p in PERCENTS}
+    return empty

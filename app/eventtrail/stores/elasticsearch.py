@@ -1,0 +1,245 @@
+"""The Elasticsearch store: the query compiled to elasticsearch.dsl on the event data stream."""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch.dsl import A, Q, Search
+
+from eventtrail.api import fields as registry
+from eventtrail.api.query import MAX_WINDOW, PERCENTS, AggQuery, Filter, ListQuery, Term, Where
+from eventtrail.conf import get_config
+from eventtrail.stores.base import Buckets, Page, StoreUnavailable, empty_bucket, fill, project
+
+# cardinality is exact below this many distinct values, approximate (HyperLogLog++) above.
+PRECISION_THRESHOLD = 3000
+
+
+def _es_value(f: Filter, value: Any) -> Any:
+    if registry.FIELDS[f.field].kind == "date":
+        return value.isoformat()
+    return value
+
+
+def _filter(f: Filter) -> Any:
+    name = registry.FIELDS[f.field].es
+    if f.lookup == "exists":
+        return Q("exists", field=name) if f.value else ~Q("exists", field=name)
+    if f.lookup == "exact":
+        return Q("term", **{name: _es_value(f, f.value)})
+    if f.lookup == "not":
+        return ~Q("term", **{name: _es_value(f, f.value)})
+    if f.lookup == "in":
+        return Q("terms", **{name: [_es_value(f, v) for v in f.value]})
+    return Q("range", **{name: {f.lookup: _es_value(f, f.value)}})
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+
+
+def _term(term: Term) -> Any:
+    pattern = _escape(term.text) + "*"
+    if not term.prefix:
+        pattern = "*" + pattern
+    return Q(
+        "bool",
+        should=[
+            Q("wildcard", **{registry.FIELDS[n].es: {"value": pattern, "case_insensitive": True}})
+            for n in registry.TEXT_FIELDS
+        ],
+        minimum_should_match=1,
+    )
+
+
+def where_query(where: Where) -> Any:
+    must: list[Any] = [_filter(f) for f in where.filters]
+    if where.start or where.end:
+        bounds: dict[str, Any] = {"format": "strict_date_optional_time"}
+        if where.start:
+            bounds["gte"] = where.start.isoformat()
+        if where.end:
+            bounds["lt"] = where.end.isoformat()
+        must.append(Q("range", **{"@timestamp": bounds}))
+    if where.text:
+        for group in where.text.groups:
+            must.append(Q("bool", should=[_term(t) for t in group], minimum_should_match=1))
+        must.extend(~_term(t) for t in where.text.excluded)
+    if not where.include_bots:
+        must.append(~Q("term", **{registry.BOT: True}))
+    if where.scope is not None:
+        scope: list[Any] = []
+        if where.scope.user_id is not None:
+            scope.append(Q("term", **{registry.USER_ID: where.scope.user_id}))
+        if where.scope.communities:
+            scope.append(Q("terms", **{registry.COMMUNITY: list(where.scope.communities)}))
+        must.append(Q("bool", should=scope, minimum_should_match=1) if scope else ~Q("match_all"))
+    return Q("bool", filter=must)
+
+
+def _bucket_key(name: str, value: Any) -> Any:
+    """Terms keys as the database gives them: booleans come back from ES as 1/0."""
+    if registry.FIELDS[name].kind == "boolean":
+        return bool(value)
+    return value
+
+
+class ElasticsearchStore:
+    """Searches ``DATA_STREAM`` as the API's read-only user."""
+
+    name = "elasticsearch"
+
+    @cached_property
+    def client(self) -> Elasticsearch:
+        config = get_config()
+        options: dict[str, Any] = {"request_timeout": 10, **config["ELASTICSEARCH_OPTIONS"]}
+        if config["ELASTICSEARCH_USER"]:
+            options["basic_auth"] = (config["ELASTICSEARCH_USER"], config["ELASTICSEARCH_PASSWORD"])
+        return Elasticsearch(config["ELASTICSEARCH_HOSTS"], **options)
+
+    def _search(self) -> Search:
+        return Search(using=self.client, index=get_config()["DATA_STREAM"])
+
+    def _run(self, search: Search) -> Any:
+        try:
+            return search.execute()
+        except ApiError as exc:
+            if exc.meta.status == 404:
+                return None  # no data stream yet: no events
+            raise StoreUnavailable(f"Elasticsearch refused the query: {exc.message}") from exc
+        except TransportError as exc:
+            raise StoreUnavailable(f"Elasticsearch is unreachable: {exc.message}") from exc
+
+    def search(self, query: ListQuery) -> Page:
+        reverse = bool(query.cursor and query.cursor.reverse)
+        sort = []
+        for key in query.sort:
+            descending = key.descending != reverse
+            sort.append({registry.FIELDS[key.field].es: {
+                "order": "desc" if descending else "asc",
+                "missing": "_first" if reverse else "_last",
+            }})
+        search = self._search().query(where_query(query.where)).sort(*sort)
+        if query.fields is not None:
+            search = search.source(includes=[registry.FIELDS[n].es for n in query.fields])
+        total = None
+        capped = False
+        if query.page is not None:
+            start = (query.page - 1) * query.page_size
+            search = search.extra(from_=start, size=query.page_size + 1, track_total_hits=MAX_WINDOW)
+        else:
+            search = search.extra(size=query.page_size + 1, track_total_hits=False)
+            if query.cursor is not None:
+                search = search.extra(search_after=list(query.cursor.values))
+        response = self._run(search)
+        hits = list(response.hits.hits) if response is not None else []
+        if query.page is not None and response is not None:
+            total = int(response.hits.total.value)
+            capped = response.hits.total.relation != "eq"
+        elif query.page is not None:
+            total = 0
+        more = len(hits) > query.page_size
+        hits = hits[: query.page_size]
+        if reverse:
+            hits.reverse()
+        return Page(
+            hits=[project(hit["_source"].to_dict(), query.fields) for hit in hits],
+            sort_values=[list(hit["sort"]) for hit in hits],
+            more=more,
+            total=total,
+            capped=capped,
+        )
+
+    def _metrics(self, query: AggQuery, agg: Any) -> None:
+        if "unique_users" in query.metrics:
+            agg.metric("unique_users", "cardinality", field=registry.USER_ID,
+                       precision_threshold=PRECISION_THRESHOLD)
+        if "avg_duration" in query.metrics:
+            agg.metric("avg_duration", "avg", field=registry.DURATION)
+        if "percentiles_duration" in query.metrics:
+            agg.metric("percentiles_duration", "percentiles", field=registry.DURATION,
+                       percents=list(PERCENTS))
+
+    def _shape(self, query: AggQuery, bucket: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": bucket["doc_count"]}
+        if "unique_users" in query.metrics:
+            out["unique_users"] = bucket["unique_users"]["value"]
+        if "avg_duration" in query.metrics:
+            out["avg_duration"] = bucket["avg_duration"]["value"]
+        if "percentiles_duration" in query.metrics:
+            values = bucket["percentiles_duration"]["values"].to_dict()
+            out["percentiles_duration"] = {
+                f"{p:g}": values.get(f"{p:.1f}") if bucket["doc_count"] else None for p in PERCENTS
+            }
+        return out
+
+    def _histogram(self, query: AggQuery) -> dict[str, Any]:
+        assert query.interval is not None
+        spec: dict[str, Any] = {"field": registry.TIMESTAMP}
+        if query.interval.seconds:
+            spec["fixed_interval"] = f"{query.interval.seconds}s"
+        else:
+            spec["calendar_interval"] = query.interval.calendar
+            spec["time_zone"] = query.tz
+        return spec
+
+    def aggregate(self, query: AggQuery) -> Buckets:
+        search = self._search().query(where_query(query.where)).extra(size=0, track_total_hits=False)
+        if query.composite:
+            sources: list[dict[str, Any]] = [
+                {name: A("terms", field=registry.FIELDS[name].es)} for name in query.group_by
+            ]
+            if query.interval:
+                sources.append({"@timestamp": A("date_histogram", **self._histogram(query))})
+            params: dict[str, Any] = {"sources": sources, "size": query.size + 1}
+            if query.after is not None:
+                names = [*query.group_by, *(["@timestamp"] if query.interval else [])]
+                params["after"] = dict(zip(names, query.after, strict=True))
+            agg = search.aggs.bucket("groups", "composite", **params)
+            self._metrics(query, agg)
+            response = self._run(search)
+            raw = list(response.aggregations.groups.buckets) if response is not None else []
+            more = len(raw) > query.size
+            buckets = [
+                {"key": {n: _bucket_key(n, v) if n != "@timestamp" else int(v)
+                         for n, v in b["key"].to_dict().items()}, **self._shape(query, b)}
+                for b in raw[: query.size]
+            ]
+            after = list(buckets[-1]["key"].values()) if more and buckets else None
+            return Buckets(buckets, after)
+        if not query.group_by:
+            agg = search.aggs.bucket("time", "date_histogram", min_doc_count=1,
+                                     **self._histogram(query))
+            self._metrics(query, agg)
+            response = self._run(search)
+            raw = list(response.aggregations.time.buckets) if response is not None else []
+            found = {int(b["key"]): self._shape(query, b) for b in raw}
+            return Buckets(fill(found, query, empty_bucket(query)))
+        order = [{"_count": "desc"}, {"_key": "asc"}]
+        first = search.aggs.bucket(
+            "g0", "terms", field=registry.FIELDS[query.group_by[0]].es, size=query.size, order=order
+        )
+        leaf = first
+        if len(query.group_by) == 2:
+            leaf = first.bucket(
+                "g1", "terms", field=registry.FIELDS[query.group_by[1]].es, size=query.size,
+                order=order,
+            )
+        self._metrics(query, leaf)
+        response = self._run(search)
+        buckets: list[dict[str, Any]] = []
+        if response is None:
+            return Buckets(buckets)
+        name0 = query.group_by[0]
+        for b0 in response.aggregations.g0.buckets:
+            k0 = _bucket_key(name0, b0["key"])
+            if len(query.group_by) == 1:
+                buckets.append({"key": {name0: k0}, **self._shape(query, b0)})
+                continue
+            name1 = query.group_by[1]
+            for b1 in b0["g1"]["buckets"]:
+                key = {name0: k0, name1: _bucket_key(name1, b1["key"])}
+                buckets.append({"key": key, **self._shape(query, b1)})
+        return Buckets(buckets)
+
