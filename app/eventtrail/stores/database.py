@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError
-from django.db.models import Avg, Count, Expression, F, Func, IntegerField, Q, QuerySet
+from django.db.models import Avg, Count, Expression, F, Func, IntegerField, Max, Min, Q, QuerySet
 from django.db.models.functions import Trunc
 from django.utils.dateparse import parse_datetime
 
@@ -17,6 +19,7 @@ from eventtrail.api.query import (
     PERCENTS,
     AggQuery,
     Filter,
+    Interval,
     ListQuery,
     Term,
     TextQuery,
@@ -28,6 +31,7 @@ from eventtrail.stores.base import (
     Buckets,
     Page,
     StoreUnavailable,
+    Tally,
     empty_bucket,
     epoch_ms,
     fill,
@@ -146,6 +150,39 @@ def _encode(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+T = TypeVar("T")
+CHUNK = 500  # values per IN list: well under SQLite's bound-parameter limit
+
+
+def unavailable_on_error(method: Callable[..., T]) -> Callable[..., T]:
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
+
+    return wrapper
+
+
+def time_bucket(interval: Interval, tz: str) -> Expression:
+    if interval.seconds:
+        return EpochBucket("timestamp", interval.seconds)
+    return Trunc("timestamp", interval.calendar or "day", tzinfo=ZoneInfo(tz))
+
+
+def bucket_ms(value: Any) -> int:
+    """A bucket key as epoch ms, whether the database gave a datetime or epoch seconds."""
+    if isinstance(value, datetime):
+        return epoch_ms(value)
+    return int(value) * 1000
+
+
+def _chunks(values: Sequence[str]) -> list[list[str]]:
+    items = list(dict.fromkeys(values))
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
 class DatabaseStore:
     """Both endpoints on the ``StoredEvent`` table; sorting and grouping use indexed columns."""
 
@@ -216,14 +253,10 @@ class DatabaseStore:
 
     def _time(self, query: AggQuery) -> Expression:
         assert query.interval is not None
-        if query.interval.seconds:
-            return EpochBucket("timestamp", query.interval.seconds)
-        return Trunc("timestamp", query.interval.calendar or "day", tzinfo=ZoneInfo(query.tz))
+        return time_bucket(query.interval, query.tz)
 
     def _key_ms(self, value: Any) -> int:
-        if isinstance(value, datetime):
-            return epoch_ms(value)
-        return int(value) * 1000
+        return bucket_ms(value)
 
     def _aggregate(self, query: AggQuery) -> Buckets:
         qs = self.queryset(query.where)
@@ -328,3 +361,88 @@ class DatabaseStore:
         if query.interval:
             ident.append(key["@timestamp"])
         return tuple(ident)
+
+    # --- analytics primitives ------------------------------------------------------------------
+
+    @unavailable_on_error
+    def tally(
+        self, where: Where, field: str, *, keys: Sequence[str] | None = None, size: int = 10
+    ) -> list[Tally]:
+        column = _path(field)
+        qs = self.queryset(where).filter(**{f"{column}__isnull": False})
+        rows: list[dict[str, Any]] = []
+        grouped = qs.values(column).annotate(
+            events=Count("pk"), users=Count("user_id", distinct=True)
+        )
+        if keys is None:
+            rows = list(grouped.order_by("-events", column)[:size])
+        else:
+            for chunk in _chunks(keys):
+                rows.extend(grouped.filter(**{f"{column}__in": chunk}).order_by())
+            rows.sort(key=lambda r: (-r["events"], r[column]))
+        return [Tally(str(r[column]), r["events"], r["users"]) for r in rows]
+
+    @unavailable_on_error
+    def daily_tally(
+        self, where: Where, field: str, keys: Sequence[str]
+    ) -> dict[str, dict[int, tuple[int, int]]]:
+        column = _path(field)
+        out: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+        for chunk in _chunks(keys):
+            rows = (
+                self.queryset(where).filter(**{f"{column}__in": chunk})
+                .annotate(day=EpochBucket("timestamp", 86400)).values(column, "day")
+                .annotate(events=Count("pk"), users=Count("user_id", distinct=True)).order_by()
+            )
+            for r in rows:
+                out[str(r[column])][bucket_ms(r["day"])] = (r["events"], r["users"])
+        return dict(out)
+
+    @unavailable_on_error
+    def users(self, where: Where, *, limit: int) -> list[str]:
+        qs = self.queryset(where).filter(user_id__isnull=False)
+        ids = qs.values_list("user_id", flat=True).distinct().order_by("user_id")[:limit]
+        return [str(u) for u in ids]
+
+    @unavailable_on_error
+    def count_users(self, where: Where) -> int:
+        result = self.queryset(where).aggregate(n=Count("user_id", distinct=True))
+        return int(result["n"] or 0)
+
+    @unavailable_on_error
+    def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        for chunk in _chunks(users):
+            rows = (self.queryset(where).filter(user_id__in=chunk).values("user_id")
+                    .annotate(first=Min("timestamp")).order_by())
+            out.update({str(r["user_id"]): r["first"] for r in rows})
+        return out
+
+    @unavailable_on_error
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        rows = (self.queryset(where).filter(user_id__isnull=False)
+                .annotate(t=time_bucket(interval, tz)).values_list("user_id", "t")
+                .distinct().order_by())
+        return {(str(user), bucket_ms(t)) for user, t in rows}
+
+    @unavailable_on_error
+    def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(targets):
+            rows = (self.queryset(where).filter(target_id__in=chunk, target_state__isnull=False)
+                    .order_by("target_id", "timestamp", "id")
+                    .values_list("target_id", "target_state"))
+            out.update({str(t): str(s) for t, s in rows})  # later rows win: the newest state
+        return out
+
+    @unavailable_on_error
+    def top_users(self, where: Where, size: int) -> list[tuple[str, str | None, int]]:
+        rows = (self.queryset(where).filter(user_id__isnull=False).values("user_id")
+                .annotate(events=Count("pk"), name=Max("user_name"))
+                .order_by("-events", "user_id")[:size])
+        return [(str(r["user_id"]), r["name"], int(r["events"])) for r in rows]
+
+    @unavailable_on_error
+    def freshness(self, where: Where) -> tuple[int, datetime | None]:
+        result = self.queryset(where).aggregate(n=Count("pk"), newest=Max("timestamp"))
+        return int(result["n"] or 0), result["newest"]
