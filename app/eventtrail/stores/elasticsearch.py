@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch.dsl import A, Q, Search
 
+from elasticsearch import ApiError, Elasticsearch, TransportError
 from eventtrail.api import fields as registry
 from eventtrail.api.query import (
     MAX_WINDOW,
