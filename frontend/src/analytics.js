@@ -159,6 +159,7 @@ function start(root) {
   // With charts drawn, long tables fold away; they stay one click from view.
   root.querySelectorAll("details.et-table").forEach((d) => { d.open = false; });
   root.dataset.charts = String(charts.size);
+  root.etCharts = charts; // for tests and for sites that want to extend the charts
 
   const form = root.querySelector(".et-period");
   if (form) {

@@ -37,7 +37,7 @@ def _params(request: HttpRequest) -> tuple[str, Params]:
     values = {"interval": PERIODS[label]}
     start = period(label)
     if start:
-        values["from"] = start + "/d"
+        values["from"] = start
     p = parse(values, {"interval", "size"}, default_interval=PERIODS[label])
     return label, p
 

@@ -80,8 +80,11 @@ def parse(
 
 
 def period(label: str) -> str | None:
-    """The page's period picker: 7d, 30d, 90d, 365d or all -> a ``from`` value."""
-    return None if label == "all" else f"now-{label}"
+    """The page's period picker: 7d, 30d, 90d, 365d or all -> a ``from`` value; "7d" is seven
+    UTC days, today included."""
+    if label == "all":
+        return None
+    return f"now-{int(label[:-1]) - 1}d/d"
 
 
 def day_floor(moment: datetime) -> datetime:
