@@ -13,6 +13,7 @@ from django.core.cache import cache
 from eventtrail import schema
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
+from eventtrail.stores.database import reset_rollups
 
 from tests import analytics_data as data
 from tests.es_adapter import OpenSearchCompatNode, opensearch_template
@@ -31,6 +32,7 @@ def history(django_db_setup, django_db_blocker):
         users_before = set(User.objects.values_list("pk", flat=True))
         stash = list(StoredEvent.objects.using("events").all())
         StoredEvent.objects.using("events").all().delete()
+        reset_rollups("events")
         with eventtrail.suppressed():
             seed()
         DatabaseSink("events").send(data.build(UNTIL, EVENTS))
@@ -47,6 +49,7 @@ def history(django_db_setup, django_db_blocker):
         with django_db_blocker.unblock():
             StoredEvent.objects.using("events").all().delete()
             StoredEvent.objects.using("events").bulk_create(stash, batch_size=500)
+            reset_rollups("events")
             Community.objects.all().delete()
             User.objects.exclude(pk__in=users_before).delete()
 

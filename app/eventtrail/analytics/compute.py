@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventtrail.analytics.params import Params, day_floor
-from eventtrail.api.query import AggQuery, Filter, Where
+from eventtrail.api.query import Filter, Where
 from eventtrail.stores.base import Store, bucket_start, epoch_ms, next_start, render_time
 
 VIEW = "article.view"
@@ -175,23 +175,11 @@ def _axis(p: Params, found: Sequence[int]) -> list[int]:
     return out
 
 
-def _composite(store: Store, w: Where, group_by: tuple[str, ...], p: Params) -> list[Any]:
-    buckets: list[Any] = []
-    after = None
-    while True:
-        query = AggQuery(w, group_by, p.interval, p.tz, ("count",), 1000, True, after)
-        page = store.aggregate(query)
-        buckets.extend(page.buckets)
-        if page.after is None:
-            return buckets
-        after = tuple(page.after)
-
-
-def _series(store: Store, p: Params, w: Where, group: str,
-            label: Any = str) -> tuple[list[int], dict[str, dict[int, int]]]:
+def _series(store: Store, p: Params, w: Where,
+            group: str) -> tuple[list[int], dict[str, dict[int, int]]]:
     found: dict[str, dict[int, int]] = defaultdict(dict)
-    for b in _composite(store, w, (group,), p):
-        found[label(b["key"][group])][int(b["key"]["@timestamp"])] = b["count"]
+    for (key, bucket), count in store.counts(w, group, p.interval, p.tz).items():
+        found[str(key)][bucket] = count
     keys = sorted({k for counts in found.values() for k in counts})
     return _axis(p, keys), found
 
@@ -229,9 +217,11 @@ def content_changes(store: Store, p: Params, community: str | None) -> dict[str,
 def active_users(store: Store, p: Params, community: str | None) -> dict[str, Any]:
     """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU)."""
     w = where(p, community=community)
-    query = AggQuery(w, (), p.interval, p.tz, ("count", "unique_users"), 10, False, None)
-    found = {int(b["key"]["@timestamp"]): b for b in store.aggregate(query).buckets}
-    axis = _axis(p, list(found))
+    events = {bucket: n for (_, bucket), n in store.counts(w, None, p.interval, p.tz).items()}
+    users: dict[int, int] = defaultdict(int)
+    for _, bucket in store.active_pairs(w, p.interval, p.tz):
+        users[bucket] += 1
+    axis = _axis(p, list(events))
     rolling = {}
     for name, days in (("dau", 1), ("wau", 7), ("mau", 30)):
         now = now_of(p)
@@ -239,8 +229,7 @@ def active_users(store: Store, p: Params, community: str | None) -> dict[str, An
             where(p, community=community, start=now - timedelta(days=days), end=now))
     return {"interval": p.interval.label, "tz": p.tz, **_period(p), **rolling,
             "times": _times(p, axis),
-            "users": [found[t]["unique_users"] if t in found else 0 for t in axis],
-            "events": [found[t]["count"] if t in found else 0 for t in axis]}
+            "users": [users.get(t, 0) for t in axis], "events": [events.get(t, 0) for t in axis]}
 
 
 def new_returning(store: Store, p: Params, community: str | None) -> dict[str, Any]:

@@ -78,6 +78,11 @@ class Store(Protocol):
         """Every (user id, bucket start in epoch ms) with at least one event."""
         ...
 
+    def counts(self, where: Where, field: str | None, interval: Interval,
+               tz: str) -> dict[tuple[str | None, int], int]:
+        """Events per (value of ``field`` or None, bucket start in epoch ms); no empty ones."""
+        ...
+
     def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
         """Per target id, ``eventtrail.target.state`` of its newest event matching ``where``."""
         ...

@@ -364,15 +364,28 @@ class ElasticsearchStore:
                 out[str(b["key"])] = datetime.fromtimestamp(b["first"]["value"] / 1000, UTC)
         return out
 
-    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+    def _time_source(self, interval: Interval, tz: str) -> Any:
         spec: dict[str, Any] = {"field": registry.TIMESTAMP}
         if interval.seconds:
             spec["fixed_interval"] = f"{interval.seconds}s"
         else:
             spec.update(calendar_interval=interval.calendar, time_zone=tz)
-        sources = [{"u": A("terms", field=registry.USER_ID)}, {"t": A("date_histogram", **spec)}]
+        return A("date_histogram", **spec)
+
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        sources = [{"u": A("terms", field=registry.USER_ID)},
+                   {"t": self._time_source(interval, tz)}]
         found = self._composite(self._agg_search(where), sources)
         return {(str(b["key"]["u"]), int(b["key"]["t"])) for b in found}
+
+    def counts(self, where: Where, field: str | None, interval: Interval,
+               tz: str) -> dict[tuple[str | None, int], int]:
+        sources = [{"t": self._time_source(interval, tz)}]
+        if field:
+            sources.insert(0, {"k": A("terms", field=registry.FIELDS[field].es)})
+        found = self._composite(self._agg_search(where), sources)
+        return {(str(b["key"]["k"]) if field else None, int(b["key"]["t"])): int(b["doc_count"])
+                for b in found}
 
     def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(targets))
