@@ -16,7 +16,7 @@ def test_quick_benchmark_reports_every_analytic(tmp_path):
     result = json.loads(out.read_text())
     assert result["events"] == 20_000
     (sqlite,) = result["stores"]
-    assert len(sqlite["latency_ms"]) == 13
+    assert len(sqlite["latency_ms"]) == 14
     for name, figures in sqlite["latency_ms"].items():
         assert 0 < figures["p50"] <= figures["p95"], name
         assert f"| {name} |" in done.stdout

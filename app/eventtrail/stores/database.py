@@ -214,13 +214,13 @@ def _chunks(values: Sequence[str]) -> list[list[str]]:
 # uses them only when the answer stays exact: filters on their columns only, a period on UTC
 # midnights, time buckets of UTC days, weeks or months. Before use, every day holding an event
 # ingested since the last check is rebuilt from StoredEvent (event.ingested is indexed), so the
-# rollups always equal the events table. A minute of overlap covers inserts that commit late.
+# rollups always equal the events table. 15 s of overlap covers inserts that commit late.
 
 USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot")
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
                          "user.id"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
-OVERLAP = timedelta(minutes=1)
+OVERLAP = timedelta(seconds=15)
 ROLLUP = "daily"
 
 
