@@ -93,3 +93,5 @@ def test_moderators_and_staff_see_their_pages(database_store, history):
     assert browser_for("analyst").get("/analytics/me/?user=1").status_code == 200
     bad = browser_for("analyst").get("/analytics/site/data.json?period=1000y")
     assert bad.status_code == 400 and bad.json()["errors"][0]["param"] == "period"
+    page = browser_for("analyst").get("/analytics/site/?period=1000y")
+    assert page.status_code == 400 and page.content.startswith(b"period:")

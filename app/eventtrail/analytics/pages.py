@@ -162,6 +162,9 @@ def _serve(request: HttpRequest, kind: str, subject: str | None, title: str,
                     "links": links_for(request.user),
                 })
     except QueryError as exc:
+        if not as_json:
+            return HttpResponse(f"{exc.param}: {exc.message}", status=400,
+                                content_type="text/plain; charset=utf-8")
         return JsonResponse({"errors": [{"param": exc.param, "message": exc.message}]},
                             status=400)
     except StoreUnavailable as exc:
