@@ -1,6 +1,9 @@
 """Module fixtures for the analytics tests: the seeded site, its history, each store."""
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import eventtrail
@@ -10,15 +13,18 @@ from community.models import Article, Community, Membership
 from community.seed import seed
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connections
 from eventtrail import schema
 from eventtrail.delivery.sinks import DatabaseSink
-from eventtrail.models import StoredEvent
+from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
 from eventtrail.stores.database import reset_rollups
 
 from tests import analytics_data as data
+from tests import pg_fixture
 from tests.es_adapter import OpenSearchCompatNode, opensearch_template
 
 DATA_STREAM = "logs-eventtrail-analyticstest"
+PG_ALIAS = "analytics_pg"
 UNTIL = default_until()
 EVENTS = 6000
 
@@ -71,16 +77,57 @@ def es_history(engine, history) -> str:
     return engine.url
 
 
-@pytest.fixture(params=["database", "elasticsearch"])
-def store(request, settings, history) -> str:
-    config = {**settings.EVENTTRAIL, "STORE": request.param, "API_THROTTLE_RATE": "100000/min",
-              "MODERATED_COMMUNITIES": "community.event_types.moderated_communities"}
+@pytest.fixture(scope="module")
+def pg_history(django_db_blocker, history) -> Iterator[str]:
+    """The same events (and empty rollups) on a throwaway PostgreSQL, under their own alias."""
+    try:
+        running = pg_fixture.cluster()
+        server = next(running)
+    except pg_fixture.PostgresError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
+    base = dict(connections.settings["events"])
+    base.update(server.django())
+    base["TEST"] = {**base["TEST"], "NAME": server.name}
+    connections.settings[PG_ALIAS] = base
+    try:
+        with django_db_blocker.unblock():
+            with connections[PG_ALIAS].schema_editor() as editor:
+                for model in (StoredEvent, UserRollup, TargetRollup, RollupState):
+                    editor.create_model(model)
+            DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in history["documents"]])
+            assert StoredEvent.objects.using(PG_ALIAS).count() == len(history["documents"])
+        yield PG_ALIAS
+    finally:
+        connections[PG_ALIAS].close()
+        with suppress(StopIteration):
+            next(running)
+
+
+@pytest.fixture(scope="module", params=[
+    "database",
+    pytest.param("postgresql", marks=[
+        pytest.mark.postgres, pytest.mark.django_db(databases=["default", "events", PG_ALIAS])]),
+    pytest.param("elasticsearch", marks=pytest.mark.engine),
+])
+def backend(request, history) -> dict[str, Any]:
+    """Module-wide, so a store's data (and the PostgreSQL alias) exist before any test's
+    database access is set up."""
+    if request.param == "postgresql":
+        return {"name": "postgresql", "STORE": "database",
+                "DATABASE_ALIAS": request.getfixturevalue("pg_history")}
     if request.param == "elasticsearch":
-        url = request.getfixturevalue("es_history")
-        config.update(ELASTICSEARCH_HOSTS=[url], DATA_STREAM=DATA_STREAM,
-                      ELASTICSEARCH_OPTIONS={"node_class": OpenSearchCompatNode})
+        return {"name": "elasticsearch", "STORE": "elasticsearch",
+                "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_history")],
+                "DATA_STREAM": DATA_STREAM,
+                "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode}}
+    return {"name": "database", "STORE": "database"}
+
+
+@pytest.fixture
+def store(backend, settings) -> str:
+    config = {**settings.EVENTTRAIL, "API_THROTTLE_RATE": "100000/min",
+              "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
+              **{k: v for k, v in backend.items() if k != "name"}}
     settings.EVENTTRAIL = config
     cache.clear()
-    return request.param
-
-
+    return str(backend["name"])

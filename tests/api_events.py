@@ -1,4 +1,5 @@
 """Deterministic fixture events for the API tests, and a plain-Python oracle over them."""
+
 from __future__ import annotations
 
 import json
@@ -58,14 +59,16 @@ def drafts() -> list[dict[str, Any]]:
         duration = None
         if kind == "page.view":
             article = rng.randint(1, 40)
-            fields.update({
-                "url.path": f"/c/{community or 'home'}/articles/{article}/",
-                "http.request.method": rng.choice(["GET", "GET", "GET", "POST"]),
-                "http.response.status_code": rng.choice([200, 200, 200, 302, 404, 500]),
-                "user_agent.original": agent,
-                "eventtrail.target.type": "article",
-                "eventtrail.target.id": str(article),
-            })
+            fields.update(
+                {
+                    "url.path": f"/c/{community or 'home'}/articles/{article}/",
+                    "http.request.method": rng.choice(["GET", "GET", "GET", "POST"]),
+                    "http.response.status_code": rng.choice([200, 200, 200, 302, 404, 500]),
+                    "user_agent.original": agent,
+                    "eventtrail.target.type": "article",
+                    "eventtrail.target.id": str(article),
+                }
+            )
             duration = rng.randint(1, 500) * 1_000_000
             if rng.random() < 0.1:
                 fields["eventtrail.search.query"] = rng.choice(SEARCHES)
@@ -79,13 +82,15 @@ def drafts() -> list[dict[str, Any]]:
             fields["eventtrail.browser.scroll_depth"] = rng.choice([25, 50, 75, 100])
             fields["user_agent.original"] = agent
         else:
-            fields.update({
-                "eventtrail.video.id": f"v{rng.randint(1, 5)}",
-                "eventtrail.video.position": round(rng.uniform(0, 600), 2),
-                "eventtrail.video.duration": 600.0,
-                "eventtrail.video.progress": rng.choice([25, 50, 75, 100]),
-                "user_agent.original": agent,
-            })
+            fields.update(
+                {
+                    "eventtrail.video.id": f"v{rng.randint(1, 5)}",
+                    "eventtrail.video.position": round(rng.uniform(0, 600), 2),
+                    "eventtrail.video.duration": 600.0,
+                    "eventtrail.video.progress": rng.choice([25, 50, 75, 100]),
+                    "user_agent.original": agent,
+                }
+            )
         ns = int(at.timestamp()) * 1_000_000_000 + rng.randint(0, 999) * 1_000_000
         ip = f"10.{i % 3}.{rng.randint(0, 3)}.{rng.randint(1, 9)}"
         out.append(draft_for(kind, fields, at_ns=ns, remote=ip, duration_ns=duration))
@@ -143,8 +148,12 @@ def matches(flat: dict[str, Any], where: Where) -> bool:
         else:
             if value is None:
                 return False
-            ok = {"gt": value > f.value, "gte": value >= f.value, "lt": value < f.value,
-                  "lte": value <= f.value}[f.lookup]
+            ok = {
+                "gt": value > f.value,
+                "gte": value >= f.value,
+                "lt": value < f.value,
+                "lte": value <= f.value,
+            }[f.lookup]
             if not ok:
                 return False
     ts = parse_ts(flat["@timestamp"])

@@ -19,6 +19,7 @@ from tests import analytics_fixtures as fixtures
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 UNTIL = fixtures.UNTIL
 history, es_history, store = fixtures.history, fixtures.es_history, fixtures.store
+pg_history, backend = fixtures.pg_history, fixtures.backend
 
 
 @pytest.fixture

@@ -1,16 +1,27 @@
-"""One contract for the query API, run on every store over the same fixture events."""
+"""One contract for the query API, run on every store over the same fixture events.
+
+The stores: the database store on SQLite and on a throwaway PostgreSQL, and the Elasticsearch
+store on the engine fixture. Expected values come from a plain-Python oracle over the same events.
+"""
+
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+import schemathesis
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections, connections
 from eventtrail import schema
 from eventtrail.api import query as api_query
 from eventtrail.api.query import Scope, parse_aggregate, parse_list
@@ -18,15 +29,19 @@ from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
 from eventtrail.privacy import pseudonym
 from eventtrail.stores import base as store_base
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
 
-from tests import api_events
+from tests import api_events, pg_fixture
 from tests.es_adapter import OpenSearchCompatNode, opensearch_template
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 DATA_STREAM = "logs-eventtrail-apitest"
-STORES = ["database", "elasticsearch"]
+PG_ALIAS = "events_pg"
 MODERATORS = {"mod": ["beta"]}
 
 
@@ -40,7 +55,9 @@ def documents(django_db_setup, django_db_blocker) -> list[dict[str, Any]]:
     """The fixture events, delivered through the database sink; the ES store gets the same."""
     with django_db_blocker.unblock():
         DatabaseSink().send(api_events.build())
-        docs = list(StoredEvent.objects.using("events").order_by("id").values_list("document", flat=True))
+        docs = list(
+            StoredEvent.objects.using("events").order_by("id").values_list("document", flat=True)
+        )
         for pk in [*api_events.USERS, api_events.PSEUDO_USER]:
             User.objects.get_or_create(pk=pk, username=f"u{pk}")
         User.objects.get_or_create(pk=500, username="mod")
@@ -52,13 +69,12 @@ def documents(django_db_setup, django_db_blocker) -> list[dict[str, Any]]:
     return docs
 
 
-@pytest.fixture(scope="session")
-def es_data(engine, documents) -> str:
-    client = engine.client
+def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
+    """(Re)create this suite's data stream holding the fixture events."""
     template = opensearch_template(
         schema.index_template(DATA_STREAM, ilm_policy=None, priority=777)
     )
-    # Only this test's stream: other tests' templates and streams are left as they are.
+    # Only this suite's stream: other tests' templates and streams are left as they are.
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
     client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
@@ -68,21 +84,80 @@ def es_data(engine, documents) -> str:
         operations.append(doc)
     result = client.bulk(operations=operations, refresh=True)
     assert not result["errors"]
-    return engine.url
 
 
-@pytest.fixture(params=STORES)
-def store(request, settings, documents) -> str:
-    config = {**settings.EVENTTRAIL, "STORE": request.param,
-              "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
-              "API_THROTTLE_RATE": "100000/min"}
+@pytest.fixture(scope="session")
+def es_data(engine, documents) -> Any:
+    load_stream(engine.client, documents)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
+    """The events table on a throwaway PostgreSQL, under its own alias, holding the same rows."""
+    try:
+        running = pg_fixture.cluster()
+        server = next(running)
+    except pg_fixture.PostgresError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
+    base = dict(connections.settings["events"])
+    base.update(server.django())
+    base["TEST"] = {**base["TEST"], "NAME": server.name}
+    connections.settings[PG_ALIAS] = base
+    with django_db_blocker.unblock():
+        with connections[PG_ALIAS].schema_editor() as editor:
+            editor.create_model(StoredEvent)
+        DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in documents])
+        assert StoredEvent.objects.using(PG_ALIAS).count() == len(documents)
+    yield PG_ALIAS
+    connections[PG_ALIAS].close()
+    with suppress(StopIteration):
+        next(running)
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        "database",
+        pytest.param(
+            "postgresql",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.django_db(databases=["default", "events", PG_ALIAS]),
+            ],
+        ),
+        pytest.param("elasticsearch", marks=pytest.mark.engine),
+    ],
+)
+def backend(request, documents) -> dict[str, Any]:
+    """Session-wide, so each store's data is loaded once, outside any test's transaction."""
+    if request.param == "postgresql":
+        return {"STORE": "database", "DATABASE_ALIAS": request.getfixturevalue("postgres_alias")}
     if request.param == "elasticsearch":
-        url = request.getfixturevalue("es_data")
-        config.update(ELASTICSEARCH_HOSTS=[url], DATA_STREAM=DATA_STREAM,
-                      ELASTICSEARCH_OPTIONS={"node_class": OpenSearchCompatNode})
-    settings.EVENTTRAIL = config
+        return {
+            "STORE": "elasticsearch",
+            "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_data").url],
+            "DATA_STREAM": DATA_STREAM,
+            "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode},
+        }
+    return {"STORE": "database"}
+
+
+@pytest.fixture
+def store(request, backend, settings, documents) -> str:
+    if backend["STORE"] == "elasticsearch":
+        # Other suites reset the shared engine between modules; reload if ours was wiped.
+        client = request.getfixturevalue("es_data").client
+        if not client.indices.exists(index=DATA_STREAM):
+            load_stream(client, documents)
+    settings.EVENTTRAIL = {
+        **settings.EVENTTRAIL,
+        **backend,
+        "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
+        "API_THROTTLE_RATE": "100000/min",
+    }
     cache.clear()
-    return request.param
+    return str(backend["STORE"])
 
 
 @pytest.fixture
@@ -139,56 +214,84 @@ def test_first_page_is_the_newest_human_events(store, flat):
     assert body["previous"] is None and body["next"]
 
 
-@pytest.mark.parametrize("params", [
-    {"event.action": "page.view"},
-    {"event.action__in": "user.login,user.login_failed"},
-    {"event.action__not": "page.view"},
-    {"user.id__exists": "false"},
-    {"user.id__exists": "true", "eventtrail.community.slug": "gamma"},
-    {"eventtrail.search.query__exists": "true"},
-    {"user_agent.os.name": "Linux"},
-    {"user_agent.name__in": "Firefox,Mobile Safari"},
-    {"http.response.status_code__gte": "400"},
-    {"http.response.status_code__lt": "300", "http.request.method": "POST"},
-    {"http.response.status_code__in": "302,404"},
-    {"event.duration__gt": "250000000"},
-    {"event.duration__lte": "10000000"},
-    {"eventtrail.video.position__gt": "300.5"},
-    {"eventtrail.video.progress": "100"},
-    {"eventtrail.video.progress__not": "25", "event.action": "video.progress"},
-    {"eventtrail.browser.scroll_depth__in": "25,75"},
-    {"eventtrail.bot": "true", "include_bots": "true"},
-    {"eventtrail.bot": "true"},
-    {"include_bots": "true", "event.action": "user.login"},
-    {"source.ip": "10.1.2.3"},
-    {"@timestamp__gte": "2026-10-20T00:00:00Z", "@timestamp__lt": "2026-10-21"},
-    {"@timestamp__gt": "2026-10-30T12:00:00+02:00"},
-    {"from": "2026-10-05", "to": "2026-10-06T06:00:00Z"},
-    {"from": "now-60d/d"},
-    {"to": "now-1M"},
-    {"user.name": "User3"},
-    {"eventtrail.target.id__in": "1,2,3", "eventtrail.community.slug__not": "alpha"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"event.action": "page.view"},
+        {"event.action__in": "user.login,user.login_failed"},
+        {"event.action__not": "page.view"},
+        {"user.id__exists": "false"},
+        {"user.id__exists": "true", "eventtrail.community.slug": "gamma"},
+        {"eventtrail.search.query__exists": "true"},
+        {"user_agent.os.name": "Linux"},
+        {"user_agent.name__in": "Firefox,Mobile Safari"},
+        {"http.response.status_code__gte": "400"},
+        {"http.response.status_code__lt": "300", "http.request.method": "POST"},
+        {"http.response.status_code__in": "302,404"},
+        {"event.duration__gt": "250000000"},
+        {"event.duration__lte": "10000000"},
+        {"eventtrail.video.position__gt": "300.5"},
+        {"eventtrail.video.progress": "100"},
+        {"eventtrail.video.progress__not": "25", "event.action": "video.progress"},
+        {"eventtrail.browser.scroll_depth__in": "25,75"},
+        {"eventtrail.bot": "true", "include_bots": "true"},
+        {"eventtrail.bot": "true"},
+        {"include_bots": "true", "event.action": "user.login"},
+        {"source.ip": "10.1.2.3"},
+        {"@timestamp__gte": "2026-10-20T00:00:00Z", "@timestamp__lt": "2026-10-21"},
+        {"@timestamp__gt": "2026-10-30T12:00:00+02:00"},
+        {"from": "2026-10-05", "to": "2026-10-06T06:00:00Z"},
+        {"from": "now-60d/d"},
+        {"to": "now-1M"},
+        {"user.name": "User3"},
+        {"eventtrail.target.id__in": "1,2,3", "eventtrail.community.slug__not": "alpha"},
+    ],
+)
 def test_filters(store, flat, params):
     want = expected(flat, params)
     assert want or params.get("eventtrail.bot") == "true", "the fixture should exercise this filter"
     assert ids(collect(client_for("staff"), params)) == want
 
 
-@pytest.mark.parametrize("q", [
-    "firefox", "FIREFOX linux", '"elastic search"', "django | chrome", "article -login",
-    "/c/alpha*", "user*", "+member3", "100%", "under_score", "star*power", '"unbalanced',
-    "| - + * \" ||", "-firefox -chrome -safari", "a" * 300, "(nested AND [stuff]~2)",
-])
+@pytest.mark.parametrize(
+    "q",
+    [
+        "firefox",
+        "FIREFOX linux",
+        '"elastic search"',
+        "django | chrome",
+        "article -login",
+        "/c/alpha*",
+        "user*",
+        "+member3",
+        "100%",
+        "under_score",
+        "star*power",
+        '"unbalanced',
+        '| - + * " ||',
+        "-firefox -chrome -safari",
+        "a" * 300,
+        "(nested AND [stuff]~2)",
+    ],
+)
 def test_full_text(store, flat, q):
     params = {"q": q, "include_bots": "true"}
     assert ids(collect(client_for("staff"), params)) == expected(flat, params)
 
 
-@pytest.mark.parametrize("sort", [
-    "@timestamp", "-@timestamp", "user.id,-@timestamp", "-user.id", "event.action,-event.duration",
-    "-http.response.status_code,user.name", "eventtrail.bot,event.id", "-event.id",
-])
+@pytest.mark.parametrize(
+    "sort",
+    [
+        "@timestamp",
+        "-@timestamp",
+        "user.id,-@timestamp",
+        "-user.id",
+        "event.action,-event.duration",
+        "-http.response.status_code,user.name",
+        "eventtrail.bot,event.id",
+        "-event.id",
+    ],
+)
 def test_sort_and_cursor_walk_at_any_depth(store, flat, sort):
     params = {"sort": sort, "include_bots": "true", "page_size": 97}
     client = client_for("staff")
@@ -207,8 +310,11 @@ def test_sort_and_cursor_walk_at_any_depth(store, flat, sort):
 
 
 def test_fields_selection(store, flat):
-    params = {"fields": "@timestamp,event.action,user.id,eventtrail.video.position",
-              "event.action": "video.progress", "page_size": 5}
+    params = {
+        "fields": "@timestamp,event.action,user.id,eventtrail.video.position",
+        "event.action": "video.progress",
+        "page_size": 5,
+    }
     hits = get(client_for("staff"), "/api/events/", params)["results"]
     by_id = {e["event.id"]: e for e in flat}
     first = expected(flat, params)[:5]
@@ -223,13 +329,11 @@ def test_page_numbers(store, flat, monkeypatch):
     want = expected(flat, {"sort": "user.id"})
     body = get(client, "/api/events/", {"sort": "user.id", "page": 3, "page_size": 40})
     assert ids(body["results"]) == want[80:120]
-    assert body["count"] == len(want) and body["count_is_capped"] is False
+    assert body["count"] == len(want) and body["count_is_capped"] is False, body["count"]
     assert body["previous"] and body["next"]
     assert ids(follow(client, body["next"])["results"]) == want[120:160]
     # The total is capped at the window: shrink the window to see it with a few thousand events.
-    for module in ("eventtrail.api.query", "eventtrail.stores.database",
-                   "eventtrail.stores.elasticsearch"):
-        monkeypatch.setattr(f"{module}.MAX_WINDOW", 1000)
+    monkeypatch.setattr(api_query, "MAX_WINDOW", 1000)
     body = get(client, "/api/events/", {"page": 2, "page_size": 100})
     assert body["count"] == 1000 and body["count_is_capped"] is True
     error = get(client, "/api/events/", {"page": 11, "page_size": 100}, status=400)
@@ -274,29 +378,53 @@ def test_service_token_reads_everything(store, flat):
 # --- errors ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "params", "param", "words"), [
-    ("/api/events/", {"nosuch.field": "x"}, "nosuch.field", "unknown field"),
-    ("/api/events/", {"event.action__like": "x"}, "event.action__like", "unknown lookup"),
-    ("/api/events/", {"event.action__gt": "x"}, "event.action__gt", "not allowed"),
-    ("/api/events/", {"http.response.status_code": "abc"}, "http.response.status_code", "integer"),
-    ("/api/events/", {"from": "yesterday"}, "from", "not an ISO-8601"),
-    ("/api/events/", {"@timestamp__gte": "2026-13-01"}, "@timestamp__gte", "ISO-8601"),
-    ("/api/events/", {"page_size": "1001"}, "page_size", "over the maximum"),
-    ("/api/events/", {"sort": "nosuch"}, "sort", "unknown field"),
-    ("/api/events/", {"sort": "message"}, "sort", "not sortable"),
-    ("/api/events/", {"sort": "source.geo.city_name"}, "sort", "not sortable"),
-    ("/api/events/", {"fields": "nope"}, "fields", "unknown field"),
-    ("/api/events/", {"cursor": "garbage"}, "cursor", "tampered"),
-    ("/api/events/", {"include_bots": "maybe"}, "include_bots", "boolean"),
-    ("/api/events/aggregate/", {"group_by": "event.id"}, "group_by", "not groupable"),
-    ("/api/events/aggregate/", {"group_by": "a,b,c"}, "group_by", "at most two"),
-    ("/api/events/aggregate/", {"interval": "fortnight"}, "interval", "not an interval"),
-    ("/api/events/aggregate/", {"interval": "day", "tz": "Mars/Olympus"}, "tz", "time zone"),
-    ("/api/events/aggregate/", {"group_by": "event.action", "metric": "max"}, "metric", "unknown"),
-    ("/api/events/aggregate/", {"group_by": "event.action", "size": "5000"}, "size", "maximum"),
-    ("/api/events/aggregate/", {"group_by": "event.action", "mode": "composite", "after": "x"},
-     "after", "tampered"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "param", "words"),
+    [
+        ("/api/events/", {"nosuch.field": "x"}, "nosuch.field", "unknown field"),
+        ("/api/events/", {"event.action__like": "x"}, "event.action__like", "unknown lookup"),
+        ("/api/events/", {"event.action__gt": "x"}, "event.action__gt", "not allowed"),
+        (
+            "/api/events/",
+            {"http.response.status_code": "abc"},
+            "http.response.status_code",
+            "integer",
+        ),
+        ("/api/events/", {"from": "yesterday"}, "from", "not an ISO-8601"),
+        ("/api/events/", {"@timestamp__gte": "2026-13-01"}, "@timestamp__gte", "ISO-8601"),
+        ("/api/events/", {"page_size": "1001"}, "page_size", "over the maximum"),
+        ("/api/events/", {"sort": "nosuch"}, "sort", "unknown field"),
+        ("/api/events/", {"sort": "message"}, "sort", "not sortable"),
+        ("/api/events/", {"sort": "source.geo.city_name"}, "sort", "not sortable"),
+        ("/api/events/", {"fields": "nope"}, "fields", "unknown field"),
+        ("/api/events/", {"cursor": "garbage"}, "cursor", "tampered"),
+        ("/api/events/", {"include_bots": "maybe"}, "include_bots", "boolean"),
+        ("/api/events/aggregate/", {"group_by": "event.id"}, "group_by", "not groupable"),
+        ("/api/events/aggregate/", {"group_by": "a,b,c"}, "group_by", "at most two"),
+        ("/api/events/aggregate/", {"interval": "fortnight"}, "interval", "not an interval"),
+        ("/api/events/aggregate/", {"interval": "day", "tz": "Mars/Olympus"}, "tz", "time zone"),
+        (
+            "/api/events/aggregate/",
+            {"interval": "1m", "from": "2020-01-01", "to": "2030-01-01"},
+            "interval",
+            "more than 10000 buckets",
+        ),
+        ("/api/events/aggregate/", {"interval": "2m"}, "interval", "more than 10000 buckets"),
+        (
+            "/api/events/aggregate/",
+            {"group_by": "event.action", "metric": "max"},
+            "metric",
+            "unknown",
+        ),
+        ("/api/events/aggregate/", {"group_by": "event.action", "size": "5000"}, "size", "maximum"),
+        (
+            "/api/events/aggregate/",
+            {"group_by": "event.action", "mode": "composite", "after": "x"},
+            "after",
+            "tampered",
+        ),
+    ],
+)
 def test_errors_name_the_parameter(store, path, params, param, words):
     body = get(client_for("staff"), path, params, status=400)
     assert body["errors"][0]["param"] == param
@@ -309,8 +437,12 @@ def test_foreign_and_tampered_cursors_are_refused(store):
     token = parse_qs(urlsplit(body["next"]).query)["cursor"][0]
     foreign = get(staff, "/api/events/", {"event.action": "user.login", "cursor": token}, 400)
     assert "another query" in foreign["errors"][0]["message"]
-    other_user = get(client_for("u3"), "/api/events/",
-                     {"event.action": "page.view", "page_size": 5, "cursor": token}, 400)
+    other_user = get(
+        client_for("u3"),
+        "/api/events/",
+        {"event.action": "page.view", "page_size": 5, "cursor": token},
+        400,
+    )
     assert other_user["errors"][0]["param"] == "cursor"
     tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     get(staff, "/api/events/", {"event.action": "page.view", "cursor": tampered}, 400)
@@ -318,18 +450,46 @@ def test_foreign_and_tampered_cursors_are_refused(store):
 
 
 def test_unreachable_elasticsearch_is_503(settings, documents):
-    settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
-                           "ELASTICSEARCH_HOSTS": ["http://127.0.0.1:9"],
-                           "ELASTICSEARCH_OPTIONS": {"request_timeout": 2, "max_retries": 0}}
+    settings.EVENTTRAIL = {
+        **settings.EVENTTRAIL,
+        "STORE": "elasticsearch",
+        "ELASTICSEARCH_HOSTS": ["http://127.0.0.1:9"],
+        "ELASTICSEARCH_OPTIONS": {"request_timeout": 2, "max_retries": 0},
+    }
     for path in ("/api/events/", "/api/events/aggregate/?group_by=event.action"):
         response = client_for("staff").get(path)
         assert response.status_code == 503
         assert "unreachable" in response.json()["errors"][0]["message"]
 
 
+def test_unreachable_database_is_503(settings, documents):
+    """A database that refuses connections is a 503 naming the store, not a 500."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    config = dict(connections.settings["events"])
+    config.update(
+        NAME="events", HOST="127.0.0.1", PORT="9", USER="nobody", PASSWORD="",
+        OPTIONS={"connect_timeout": 2},
+    )  # fmt: skip
+    # Set on the handler, not in its settings: Django's test case allows such connections.
+    connections["events_down"] = DatabaseWrapper(config, alias="events_down")
+    settings.EVENTTRAIL = {
+        **settings.EVENTTRAIL, "STORE": "database", "DATABASE_ALIAS": "events_down",
+    }  # fmt: skip
+    try:
+        for path in ("/api/events/", "/api/events/aggregate/?group_by=event.action"):
+            response = client_for("staff").get(path)
+            assert response.status_code == 503
+            assert "database is unavailable" in response.json()["errors"][0]["message"]
+    finally:
+        del connections["events_down"]
+
+
 def test_store_by_dotted_path(settings, documents, flat):
-    settings.EVENTTRAIL = {**settings.EVENTTRAIL,
-                           "STORE": "eventtrail.stores.database.DatabaseStore"}
+    settings.EVENTTRAIL = {
+        **settings.EVENTTRAIL,
+        "STORE": "eventtrail.stores.database.DatabaseStore",
+    }
     body = get(client_for("staff"), "/api/events/", {"page_size": 3})
     assert ids(body["results"]) == expected(flat, {})[:3]
 
@@ -369,8 +529,9 @@ def _metrics(events: list[dict[str, Any]]) -> dict[str, Any]:
         "count": len(events),
         "unique_users": len({e["user.id"] for e in events if "user.id" in e}),
         "avg_duration": sum(durations) / len(durations) if durations else None,
-        "percentiles_duration": {f"{p:g}": store_base.percentile(durations, p)
-                                 for p in api_query.PERCENTS},
+        "percentiles_duration": {
+            f"{p:g}": store_base.percentile(durations, p) for p in api_query.PERCENTS
+        },
     }
 
 
@@ -396,15 +557,25 @@ def assert_metrics(store: str, got: dict[str, Any], want: dict[str, Any]) -> Non
                 assert got["percentiles_duration"][p] == value
 
 
-@pytest.mark.parametrize("params", [
-    {"group_by": "event.action"},
-    {"group_by": "user.id", "size": "5", "metric": "unique_users,avg_duration"},
-    {"group_by": "http.response.status_code", "event.action": "page.view",
-     "metric": "avg_duration,percentiles_duration"},
-    {"group_by": "eventtrail.community.slug,event.action", "size": "3", "metric": "unique_users"},
-    {"group_by": "eventtrail.bot", "include_bots": "true"},
-    {"group_by": "user_agent.name", "q": "article", "from": "2026-10-10", "to": "2026-10-25"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group_by": "event.action"},
+        {"group_by": "user.id", "size": "5", "metric": "unique_users,avg_duration"},
+        {
+            "group_by": "http.response.status_code",
+            "event.action": "page.view",
+            "metric": "avg_duration,percentiles_duration",
+        },
+        {
+            "group_by": "eventtrail.community.slug,event.action",
+            "size": "3",
+            "metric": "unique_users",
+        },
+        {"group_by": "eventtrail.bot", "include_bots": "true"},
+        {"group_by": "user_agent.name", "q": "article", "from": "2026-10-10", "to": "2026-10-25"},
+    ],
+)
 def test_group_by_terms(store, flat, params):
     query, events = _agg_oracle(flat, params)
     body = get(client_for("staff"), "/api/events/aggregate/", params)
@@ -431,15 +602,33 @@ def test_group_by_terms(store, flat, params):
         assert_metrics(store, bucket, _metrics(members))
 
 
-@pytest.mark.parametrize("params", [
-    {"group_by": "user.id,event.action", "mode": "composite", "size": "7"},
-    {"group_by": "eventtrail.target.id", "mode": "composite", "size": "10",
-     "metric": "unique_users,avg_duration"},
-    {"group_by": "event.action", "interval": "week", "mode": "composite", "size": "4",
-     "tz": "America/New_York"},
-    {"group_by": "event.outcome", "interval": "6h", "mode": "composite", "size": "25",
-     "from": "2026-10-08", "to": "2026-10-16"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group_by": "user.id,event.action", "mode": "composite", "size": "7"},
+        {
+            "group_by": "eventtrail.target.id",
+            "mode": "composite",
+            "size": "10",
+            "metric": "unique_users,avg_duration",
+        },
+        {
+            "group_by": "event.action",
+            "interval": "week",
+            "mode": "composite",
+            "size": "4",
+            "tz": "America/New_York",
+        },
+        {
+            "group_by": "event.outcome",
+            "interval": "6h",
+            "mode": "composite",
+            "size": "25",
+            "from": "2026-10-08",
+            "to": "2026-10-16",
+        },
+    ],
+)
 def test_composite_pages_every_bucket(store, flat, params):
     query, events = _agg_oracle(flat, params)
     groups = defaultdict(list)
@@ -448,8 +637,9 @@ def test_composite_pages_every_bucket(store, flat, params):
             continue
         key = [e[n] for n in query.group_by]
         if query.interval:
-            start = store_base.bucket_start(api_events.parse_ts(e["@timestamp"]), query.interval,
-                                            query.tz)
+            start = store_base.bucket_start(
+                api_events.parse_ts(e["@timestamp"]), query.interval, query.tz
+            )
             key.append(start.astimezone(ZoneInfo(query.tz)).isoformat())
         groups[tuple(key)].append(e)
     client = client_for("staff")
@@ -464,18 +654,32 @@ def test_composite_pages_every_bucket(store, flat, params):
         assert_metrics(store, bucket, _metrics(groups[tuple(bucket["key"].values())]))
 
 
-@pytest.mark.parametrize("params", [
-    {"interval": "day", "event.action": "user.login_failed",
-     "metric": "unique_users,avg_duration,percentiles_duration"},
-    {"interval": "day", "tz": "Asia/Kolkata", "from": "2026-10-09", "to": "2026-10-16"},
-    {"interval": "hour", "from": "2026-10-10T00:00:00Z", "to": "2026-10-11T00:00:00Z",
-     "metric": "avg_duration"},
-    {"interval": "month", "tz": "Europe/Paris", "metric": "percentiles_duration"},
-    {"interval": "30m", "from": "2026-10-03T00:00:00Z", "to": "2026-10-03T12:00:00Z",
-     "event.action": "page.view"},
-    {"interval": "week", "user.id": "5", "metric": "unique_users"},
-    {"interval": "day", "from": "2031-01-01", "to": "2031-01-03"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {
+            "interval": "day",
+            "event.action": "user.login_failed",
+            "metric": "unique_users,avg_duration,percentiles_duration",
+        },
+        {"interval": "day", "tz": "Asia/Kolkata", "from": "2026-10-09", "to": "2026-10-16"},
+        {
+            "interval": "hour",
+            "from": "2026-10-10T00:00:00Z",
+            "to": "2026-10-11T00:00:00Z",
+            "metric": "avg_duration",
+        },
+        {"interval": "month", "tz": "Europe/Paris", "metric": "percentiles_duration"},
+        {
+            "interval": "30m",
+            "from": "2026-10-03T00:00:00Z",
+            "to": "2026-10-03T12:00:00Z",
+            "event.action": "page.view",
+        },
+        {"interval": "week", "user.id": "5", "metric": "unique_users"},
+        {"interval": "day", "from": "2031-01-01", "to": "2031-01-03"},
+    ],
+)
 def test_date_histogram_fills_empty_buckets(store, flat, params):
     query, events = _agg_oracle(flat, params)
     assert query.interval is not None
@@ -512,8 +716,9 @@ def test_date_histogram_fills_empty_buckets(store, flat, params):
 
 def test_calendar_buckets_follow_the_time_zone(store):
     utc = get(client_for("staff"), "/api/events/aggregate/", {"interval": "day"})["buckets"]
-    paris = get(client_for("staff"), "/api/events/aggregate/",
-                {"interval": "day", "tz": "Europe/Paris"})["buckets"]
+    paris = get(
+        client_for("staff"), "/api/events/aggregate/", {"interval": "day", "tz": "Europe/Paris"}
+    )["buckets"]
     assert utc[0]["key"]["@timestamp"].endswith("+00:00")
     assert paris[0]["key"]["@timestamp"].endswith(("+02:00", "+01:00"))
     assert sum(b["count"] for b in utc) == sum(b["count"] for b in paris)
@@ -523,3 +728,63 @@ def test_calendar_buckets_follow_the_time_zone(store):
 def test_relative_dates_resolve_against_now():
     now = datetime(2026, 11, 29, 15, 30, tzinfo=UTC)
     assert api_query.parse_date("from", "now-1d/d", now) == datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_each_store_answers_from_its_own_backend(store, backend):
+    from eventtrail.stores import get_store
+
+    chosen = get_store()
+    if "DATABASE_ALIAS" in backend:
+        assert connections[chosen.alias].vendor == "postgresql"  # type: ignore[attr-defined]
+    elif store == "database":
+        assert connections[chosen.alias].vendor == "sqlite"  # type: ignore[attr-defined]
+    else:
+        info = chosen.client.info()  # type: ignore[attr-defined]
+        assert info["version"]["distribution"] == "opensearch"
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+FUZZ_EXAMPLES = 75
+
+
+@pytest.mark.usefixtures("store")
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_server_errors(mode):
+    """Schemathesis against the served OpenAPI schema: generated requests never get a 5xx."""
+    token, _ = Token.objects.get_or_create(user=User.objects.get(username="staff"))
+    headers = {"Authorization": f"Token {token.key}"}
+    # Like Django's test client: a request's end must not close the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+        _fuzz(schema, mode, headers)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def _fuzz(schema: Any, mode: GenerationMode, headers: dict[str, str]) -> None:
+    seen: list[int] = []
+    for path in ("/api/events/", "/api/events/aggregate/"):
+        operation = schema[path]["GET"]
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @hsettings(
+            max_examples=FUZZ_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case):
+            response = case.call(headers=headers)
+            seen.append(response.status_code)
+            case.validate_response(response, checks=[not_a_server_error])
+
+        run()
+    assert seen and max(seen) < 500
+    if mode is GenerationMode.POSITIVE:
+        assert seen.count(200) >= FUZZ_EXAMPLES // 4
+    assert 400 in seen

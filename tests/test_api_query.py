@@ -1,4 +1,5 @@
-"""The query parser: parameters in, one validated frozen query out, or a QueryError naming the param."""
+"""The query parser: parameters in, one frozen validated query out, or a QueryError naming them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,25 +28,41 @@ from eventtrail.api.query import (
 NOW = datetime(2026, 11, 29, 15, 42, 7, 123000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("now", NOW),
-    ("now-10d", datetime(2026, 11, 19, 15, 42, 7, 123000, tzinfo=UTC)),
-    ("now-1h", datetime(2026, 11, 29, 14, 42, 7, 123000, tzinfo=UTC)),
-    ("now/d", datetime(2026, 11, 29, tzinfo=UTC)),
-    ("now-1d/d", datetime(2026, 11, 28, tzinfo=UTC)),
-    ("now+2h/h", datetime(2026, 11, 29, 17, tzinfo=UTC)),
-    ("now/w", datetime(2026, 11, 23, tzinfo=UTC)),
-    ("now-1M/M", datetime(2026, 10, 1, tzinfo=UTC)),
-    ("now-1y", datetime(2025, 11, 29, 15, 42, 7, 123000, tzinfo=UTC)),
-    ("2026-10-01", datetime(2026, 10, 1, tzinfo=UTC)),
-    ("2026-10-01T12:00:00+02:00", datetime(2026, 10, 1, 10, tzinfo=UTC)),
-    ("2026-10-01T12:00:00Z", datetime(2026, 10, 1, 12, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("now", NOW),
+        ("now-10d", datetime(2026, 11, 19, 15, 42, 7, 123000, tzinfo=UTC)),
+        ("now-1h", datetime(2026, 11, 29, 14, 42, 7, 123000, tzinfo=UTC)),
+        ("now/d", datetime(2026, 11, 29, tzinfo=UTC)),
+        ("now-1d/d", datetime(2026, 11, 28, tzinfo=UTC)),
+        ("now+2h/h", datetime(2026, 11, 29, 17, tzinfo=UTC)),
+        ("now/w", datetime(2026, 11, 23, tzinfo=UTC)),
+        ("now-1M/M", datetime(2026, 10, 1, tzinfo=UTC)),
+        ("now-1y", datetime(2025, 11, 29, 15, 42, 7, 123000, tzinfo=UTC)),
+        ("2026-10-01", datetime(2026, 10, 1, tzinfo=UTC)),
+        ("2026-10-01T12:00:00+02:00", datetime(2026, 10, 1, 10, tzinfo=UTC)),
+        ("2026-10-01T12:00:00Z", datetime(2026, 10, 1, 12, tzinfo=UTC)),
+    ],
+)
 def test_dates(raw, want):
     assert parse_date("from", raw, NOW) == want
 
 
-@pytest.mark.parametrize("raw", ["yesterday", "now-1x", "now-d", "2026-02-30", "now//d", ""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "yesterday",
+        "now-1x",
+        "now-d",
+        "2026-02-30",
+        "now//d",
+        "",
+        "now-99999999y",
+        "now+999999999999d",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
 def test_bad_dates(raw):
     with pytest.raises(QueryError) as error:
         parse_date("from", raw, NOW)
@@ -54,22 +71,31 @@ def test_bad_dates(raw):
 
 def test_month_math_clamps_the_day():
     assert parse_date("to", "now-1M", datetime(2026, 3, 31, tzinfo=UTC)) == datetime(
-        2026, 2, 28, tzinfo=UTC)
+        2026, 2, 28, tzinfo=UTC
+    )
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("firefox", TextQuery(((Term("firefox"),),), ())),
-    ("Firefox LINUX", TextQuery(((Term("firefox"),), (Term("linux"),)), ())),
-    ('"Elastic Search" -bot', TextQuery(((Term("elastic search"),),), (Term("bot"),))),
-    ("a | b c", TextQuery(((Term("a"), Term("b")), (Term("c"),)), ())),
-    ("+art* -x*", TextQuery(((Term("art", prefix=True),),), (Term("x", prefix=True),))),
-    ('"unbalanced', TextQuery(((Term("unbalanced"),),), ())),
-    ("| | -", None),
-    ('""   ***  +  -', None),
-    ("(a AND b)~2", TextQuery(((Term("(a"),), (Term("and"),), (Term("b)~2"),)), ())),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("firefox", TextQuery(((Term("firefox"),),), ())),
+        ("Firefox LINUX", TextQuery(((Term("firefox"),), (Term("linux"),)), ())),
+        ('"Elastic Search" -bot', TextQuery(((Term("elastic search"),),), (Term("bot"),))),
+        ("a | b c", TextQuery(((Term("a"), Term("b")), (Term("c"),)), ())),
+        ("+art* -x*", TextQuery(((Term("art", prefix=True),),), (Term("x", prefix=True),))),
+        ('"unbalanced', TextQuery(((Term("unbalanced"),),), ())),
+        ("| | -", None),
+        ('""   ***  +  -', None),
+        ("(a AND b)~2", TextQuery(((Term("(a"),), (Term("and"),), (Term("b)~2"),)), ())),
+    ],
+)
 def test_text(raw, want):
     assert parse_text(raw) == want
+
+
+def test_nul_is_dropped_from_q():
+    query = parse_list({"q": "fire\x00fox"})
+    assert query.where.text == TextQuery(((Term("firefox"),),), ())
 
 
 def test_text_is_bounded():
@@ -79,11 +105,17 @@ def test_text_is_bounded():
 
 
 def test_filters_are_typed_and_validated():
-    query = parse_list({
-        "event.action__in": "a,b,a", "http.response.status_code__gte": "400",
-        "eventtrail.video.position__lt": "1.5", "user.id__exists": "false",
-        "eventtrail.bot": "true", "source.ip": "::ffff:10.0.0.1", "@timestamp__gt": "2026-10-01",
-    })
+    query = parse_list(
+        {
+            "event.action__in": "a,b,a",
+            "http.response.status_code__gte": "400",
+            "eventtrail.video.position__lt": "1.5",
+            "user.id__exists": "false",
+            "eventtrail.bot": "true",
+            "source.ip": "::ffff:10.0.0.1",
+            "@timestamp__gt": "2026-10-01",
+        }
+    )
     assert set(query.where.filters) == {
         Filter("event.action", "in", ("a", "b")),
         Filter("http.response.status_code", "gte", 400),
@@ -95,25 +127,31 @@ def test_filters_are_typed_and_validated():
     }
 
 
-@pytest.mark.parametrize(("params", "param", "words"), [
-    ({"nope": "1"}, "nope", "unknown field"),
-    ({"event.action__regex": "x"}, "event.action__regex", "unknown lookup"),
-    ({"user.id__lt": "5"}, "user.id__lt", "not allowed"),
-    ({"tags": "bot"}, "tags", "cannot be filtered"),
-    ({"event.duration": "1.5"}, "event.duration", "integer"),
-    ({"eventtrail.video.position": "nan"}, "eventtrail.video.position", "finite"),
-    ({"source.ip": "999.1.1.1"}, "source.ip", "IP"),
-    ({"eventtrail.bot": "perhaps"}, "eventtrail.bot", "boolean"),
-    ({"event.action__in": ",,"}, "event.action__in", "one or more"),
-    ({"from": "2026-10-02", "to": "2026-10-01"}, "to", "before"),
-    ({"page_size": "0"}, "page_size", "at least 1"),
-    ({"page_size": "1001"}, "page_size", "over the maximum of 1000"),
-    ({"page_size": "ten"}, "page_size", "integer"),
-    ({"page": "201"}, "page", "first 10000"),
-    ({"page": "1", "cursor": "x"}, "page", "not both"),
-    ({"sort": "-@timestamp,@timestamp"}, "sort", "twice"),
-    ({"cursor": "nonsense"}, "cursor", "tampered"),
-])
+@pytest.mark.parametrize(
+    ("params", "param", "words"),
+    [
+        ({"nope": "1"}, "nope", "unknown field"),
+        ({"event.action__regex": "x"}, "event.action__regex", "unknown lookup"),
+        ({"user.id__lt": "5"}, "user.id__lt", "not allowed"),
+        ({"tags": "bot"}, "tags", "cannot be filtered"),
+        ({"event.duration": "1.5"}, "event.duration", "integer"),
+        ({"event.duration__lt": str(2**63)}, "event.duration__lt", "out of range"),
+    ({"eventtrail.video.position__gte": "-5e223"}, "eventtrail.video.position__gte", "32-bit"),
+        ({"eventtrail.video.position": "nan"}, "eventtrail.video.position", "finite"),
+        ({"source.ip": "999.1.1.1"}, "source.ip", "IP"),
+        ({"eventtrail.bot": "perhaps"}, "eventtrail.bot", "boolean"),
+        ({"event.action__in": ",,"}, "event.action__in", "one or more"),
+        ({"from": "2026-10-02", "to": "2026-10-01"}, "to", "before"),
+        ({"page_size": "0"}, "page_size", "at least 1"),
+        ({"page_size": "1001"}, "page_size", "over the maximum of 1000"),
+        ({"page_size": "ten"}, "page_size", "integer"),
+        ({"page": "201"}, "page", "first 10000"),
+        ({"page": "1", "cursor": "x"}, "page", "not both"),
+    ({"user.name": "a\x00b"}, "user.name", "NUL"),
+        ({"sort": "-@timestamp,@timestamp"}, "sort", "twice"),
+        ({"cursor": "nonsense"}, "cursor", "tampered"),
+    ],
+)
 def test_list_errors(params, param, words):
     with pytest.raises(QueryError) as error:
         parse_list(params)
@@ -124,9 +162,14 @@ def test_list_errors(params, param, words):
 def test_sort_always_ends_with_the_tiebreaker():
     assert parse_list({}).sort == (SortKey("@timestamp", True), SortKey("event.id", True))
     assert parse_list({"sort": "user.id,-@timestamp"}).sort == (
-        SortKey("user.id"), SortKey("@timestamp", True), SortKey("event.id"))
+        SortKey("user.id"),
+        SortKey("@timestamp", True),
+        SortKey("event.id"),
+    )
     assert parse_list({"sort": "-event.id,user.id"}).sort == (
-        SortKey("event.id", True), SortKey("user.id"))
+        SortKey("event.id", True),
+        SortKey("user.id"),
+    )
 
 
 def test_page_size_cap_follows_the_setting(settings):
@@ -146,8 +189,9 @@ def test_query_is_frozen_and_repeated_params_take_the_last():
 def test_cursor_is_bound_to_its_query_scope_and_store():
     first = parse_list({"event.action": "a"}, Scope("3"), "database")
     token = sign_cursor(["2026-10-01T00:00:00+00:00", "x"], False, first.digest)
-    again = parse_list({"event.action": "a", "cursor": token, "page_size": "7"}, Scope("3"),
-                       "database")
+    again = parse_list(
+        {"event.action": "a", "cursor": token, "page_size": "7"}, Scope("3"), "database"
+    )
     assert again.cursor is not None and again.cursor.values[1] == "x"
     for params, scope, store in [
         ({"event.action": "b"}, Scope("3"), "database"),
@@ -175,10 +219,16 @@ def test_bots_follow_the_setting_unless_asked(settings):
     assert parse_list({"include_bots": "false"}).where.include_bots is False
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("hour", Interval(calendar="hour")), ("month", Interval(calendar="month")),
-    ("30m", Interval(seconds=1800)), ("6h", Interval(seconds=21600)), ("2d", Interval(seconds=172800)),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("hour", Interval(calendar="hour")),
+        ("month", Interval(calendar="month")),
+        ("30m", Interval(seconds=1800)),
+        ("6h", Interval(seconds=21600)),
+        ("2d", Interval(seconds=172800)),
+    ],
+)
 def test_intervals(raw, want):
     assert parse_interval(raw) == want
     assert want.label == raw
@@ -191,25 +241,29 @@ def test_bad_intervals(raw):
 
 
 def test_aggregate_query():
-    query = parse_aggregate({"group_by": "event.action,user.id", "metric": "unique_users",
-                             "size": "20"})
+    query = parse_aggregate(
+        {"group_by": "event.action,user.id", "metric": "unique_users", "size": "20"}
+    )
     assert query.group_by == ("event.action", "user.id")
     assert query.metrics == ("count", "unique_users")
     assert query.size == 20 and not query.composite and query.tz == "UTC"
 
 
-@pytest.mark.parametrize(("params", "param"), [
-    ({}, "group_by"),
-    ({"group_by": "message"}, "group_by"),
-    ({"group_by": "event.id"}, "group_by"),
-    ({"group_by": "user.id,user.id"}, "group_by"),
-    ({"group_by": "user.id", "interval": "day"}, "interval"),
-    ({"interval": "day", "mode": "composite"}, "mode"),
-    ({"group_by": "user.id", "mode": "buckets"}, "mode"),
-    ({"group_by": "user.id", "after": "x"}, "after"),
-    ({"group_by": "user.id", "size": "0"}, "size"),
-    ({"interval": "day", "tz": "Nowhere/Town"}, "tz"),
-])
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({}, "group_by"),
+        ({"group_by": "message"}, "group_by"),
+        ({"group_by": "event.id"}, "group_by"),
+        ({"group_by": "user.id,user.id"}, "group_by"),
+        ({"group_by": "user.id", "interval": "day"}, "interval"),
+        ({"interval": "day", "mode": "composite"}, "mode"),
+        ({"group_by": "user.id", "mode": "buckets"}, "mode"),
+        ({"group_by": "user.id", "after": "x"}, "after"),
+        ({"group_by": "user.id", "size": "0"}, "size"),
+        ({"interval": "day", "tz": "Nowhere/Town"}, "tz"),
+    ],
+)
 def test_aggregate_errors(params, param):
     with pytest.raises(QueryError) as error:
         parse_aggregate(params)

@@ -1,4 +1,5 @@
 """The OpenAPI description of the API, generated from the field registry."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -9,8 +10,12 @@ from eventtrail.api import fields as registry
 from eventtrail.api.query import CALENDAR, MAX_BUCKETS, MAX_WINDOW, METRICS
 
 _TYPES = {
-    "keyword": OpenApiTypes.STR, "integer": OpenApiTypes.INT, "number": OpenApiTypes.NUMBER,
-    "date": OpenApiTypes.STR, "boolean": OpenApiTypes.BOOL, "ip": OpenApiTypes.STR,
+    "keyword": OpenApiTypes.STR,
+    "integer": OpenApiTypes.INT,
+    "number": OpenApiTypes.NUMBER,
+    "date": OpenApiTypes.STR,
+    "boolean": OpenApiTypes.BOOL,
+    "ip": OpenApiTypes.STR,
 }
 
 COMMON = """
@@ -78,7 +83,9 @@ def _filter_parameters() -> list[OpenApiParameter]:
 
 def _common() -> list[OpenApiParameter]:
     return [
-        OpenApiParameter("from", OpenApiTypes.STR, description="Start (inclusive): ISO-8601 or now-1d/d."),
+        OpenApiParameter(
+            "from", OpenApiTypes.STR, description="Start (inclusive): ISO-8601 or now-1d/d."
+        ),
         OpenApiParameter("to", OpenApiTypes.STR, description="End (exclusive): ISO-8601 or now."),
         OpenApiParameter("q", OpenApiTypes.STR, description="Full-text search (see above)."),
         OpenApiParameter("include_bots", OpenApiTypes.BOOL, description="Include bot traffic."),
@@ -88,9 +95,12 @@ def _common() -> list[OpenApiParameter]:
 def list_parameters() -> list[OpenApiParameter]:
     return [
         *_common(),
-        OpenApiParameter("sort", OpenApiTypes.STR,
-                         description="Sortable: " + ", ".join(registry.sortable())),
-        OpenApiParameter("fields", OpenApiTypes.STR, description="Comma-separated fields to return."),
+        OpenApiParameter(
+            "sort", OpenApiTypes.STR, description="Sortable: " + ", ".join(registry.sortable())
+        ),
+        OpenApiParameter(
+            "fields", OpenApiTypes.STR, description="Comma-separated fields to return."
+        ),
         OpenApiParameter("page_size", OpenApiTypes.INT, description="Hits per page."),
         OpenApiParameter("page", OpenApiTypes.INT, description="Page number (first 10,000 hits)."),
         OpenApiParameter("cursor", OpenApiTypes.STR, description="From a next/previous link."),
@@ -101,14 +111,21 @@ def list_parameters() -> list[OpenApiParameter]:
 def aggregate_parameters() -> list[OpenApiParameter]:
     return [
         *_common(),
-        OpenApiParameter("group_by", OpenApiTypes.STR,
-                         description="One or two of: " + ", ".join(registry.groupable())),
+        OpenApiParameter(
+            "group_by",
+            OpenApiTypes.STR,
+            description="One or two of: " + ", ".join(registry.groupable()),
+        ),
         OpenApiParameter("size", OpenApiTypes.INT, description=f"Buckets, at most {MAX_BUCKETS}."),
         OpenApiParameter("mode", OpenApiTypes.STR, enum=["terms", "composite"]),
         OpenApiParameter("after", OpenApiTypes.STR, description="Composite cursor."),
-        OpenApiParameter("interval", OpenApiTypes.STR, description="hour, day, week, month, 30m, 6h..."),
+        OpenApiParameter(
+            "interval", OpenApiTypes.STR, description="hour, day, week, month, 30m, 6h..."
+        ),
         OpenApiParameter("tz", OpenApiTypes.STR, description="IANA time zone, e.g. Europe/Paris."),
-        OpenApiParameter("metric", OpenApiTypes.STR, description="Comma-separated: " + ", ".join(METRICS)),
+        OpenApiParameter(
+            "metric", OpenApiTypes.STR, description="Comma-separated: " + ", ".join(METRICS)
+        ),
         *_filter_parameters(),
     ]
 
@@ -119,7 +136,7 @@ class ErrorItemSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    errors = ErrorItemSerializer(many=True)
+    errors = ErrorItemSerializer(many=True)  # type: ignore[assignment]
 
 
 class EventPageSerializer(serializers.Serializer):

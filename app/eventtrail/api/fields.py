@@ -1,4 +1,5 @@
 """The one registry of API fields: filtering, sorting, selection, grouping, schema and errors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,13 +13,23 @@ LOOKUPS = ("exact", "in", "not", "exists", "gt", "gte", "lt", "lte")
 
 # The schema's ES types folded into the few kinds the API knows how to parse and compare.
 _KINDS = {
-    "keyword": "keyword", "wildcard": "keyword", "constant_keyword": "keyword",
-    "long": "integer", "float": "number", "date": "date", "boolean": "boolean", "ip": "ip",
+    "keyword": "keyword",
+    "wildcard": "keyword",
+    "constant_keyword": "keyword",
+    "long": "integer",
+    "float": "number",
+    "date": "date",
+    "boolean": "boolean",
+    "ip": "ip",
 }
 # Fields that ``q`` searches: case-insensitive substring or prefix, the same on both stores.
 TEXT_FIELDS = (
-    "event.action", "user.name", "url.path", "user_agent.original",
-    "eventtrail.search.query", "eventtrail.community.slug",
+    "event.action",
+    "user.name",
+    "url.path",
+    "user_agent.original",
+    "eventtrail.search.query",
+    "eventtrail.community.slug",
 )
 
 
@@ -59,7 +70,8 @@ def _api_field(spec: schema.Field) -> ApiField:
         json_path=spec.path,
         lookups=lookups,
         sortable=indexed and spec.name != "source.ip",
-        groupable=indexed and kind in {"keyword", "integer", "boolean"}
+        groupable=indexed
+        and kind in {"keyword", "integer", "boolean"}
         and spec.name not in {"event.id", "event.duration"},
     )
 

@@ -1,9 +1,11 @@
 """Request parameters parsed once into a validated, frozen query that every store compiles."""
+
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from eventtrail.api import fields as registry
 from eventtrail.conf import get_config
 
 CURSOR_SALT = "eventtrail.api.cursor"
+FLOAT32_MAX = 3.4028234663852886e38
 MAX_WINDOW = 10_000  # page numbers reach this many hits, like Elasticsearch's max_result_window
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_BUCKETS = 10
@@ -27,9 +30,31 @@ CALENDAR = ("hour", "day", "week", "month")
 FIXED_UNITS = {"m": 60, "h": 3600, "d": 86400}
 METRICS = ("count", "unique_users", "avg_duration", "percentiles_duration")
 PERCENTS = (50.0, 95.0, 99.0)
-LIST_PARAMS = {"from", "to", "q", "sort", "fields", "page_size", "page", "cursor", "include_bots"}
+# ``format`` is DRF's own (?format=json), never a filter.
+LIST_PARAMS = {
+    "format",
+    "from",
+    "to",
+    "q",
+    "sort",
+    "fields",
+    "page_size",
+    "page",
+    "cursor",
+    "include_bots",
+}
 AGG_PARAMS = {
-    "from", "to", "q", "include_bots", "group_by", "size", "mode", "after", "interval", "tz",
+    "format",
+    "from",
+    "to",
+    "q",
+    "include_bots",
+    "group_by",
+    "size",
+    "mode",
+    "after",
+    "interval",
+    "tz",
     "metric",
 }
 
@@ -145,8 +170,20 @@ def _add_months(value: datetime, months: int) -> datetime:
     month = value.month - 1 + months
     year = value.year + month // 12
     month = month % 12 + 1
-    days = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30,
-            31, 31, 30, 31, 30, 31][month - 1]
+    days = [
+        31,
+        29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
     return value.replace(year=year, month=month, day=min(value.day, days))
 
 
@@ -168,27 +205,37 @@ def _round_down(value: datetime, unit: str) -> datetime:
 
 
 def parse_date(param: str, raw: str, now: datetime | None = None) -> datetime:
-    """ISO-8601 (UTC when no offset) or date math: ``now-10d``, ``now-1h``, ``now/d``, ``now-1d/d``."""
+    """ISO-8601 (UTC when no offset) or date math: ``now-10d``, ``now-1h``, ``now-1d/d``."""
     raw = raw.strip()
     match = _RELATIVE.match(raw)
     if match:
-        value = now or datetime.now(UTC)
-        for sign, amount, unit in _STEP.findall(match.group("math") or ""):
-            n = int(amount) * (1 if sign == "+" else -1)
-            if unit in _SECONDS:
-                value = value + timedelta(seconds=n * _SECONDS[unit])
-            else:
-                value = _add_months(value, n * (12 if unit == "y" else 1))
-        if match.group("round"):
-            value = _round_down(value, match.group("round"))
-        return value
+        try:
+            return _date_math(match, now or datetime.now(UTC))
+        except (ValueError, OverflowError):
+            raise QueryError(param, f"{raw!r} reaches outside the supported dates") from None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(
             param, f"{raw!r} is not an ISO-8601 date nor date math like now-1h or now-1d/d"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(param, f"{raw!r} reaches outside the supported dates") from None
+
+
+def _date_math(match: re.Match[str], value: datetime) -> datetime:
+    """Apply ``+1d``, ``-3h``... steps then the ``/unit`` rounding, as Elasticsearch does."""
+    for sign, amount, unit in _STEP.findall(match.group("math") or ""):
+        n = int(amount) * (1 if sign == "+" else -1)
+        if unit in _SECONDS:
+            value = value + timedelta(seconds=n * _SECONDS[unit])
+        else:
+            value = _add_months(value, n * (12 if unit == "y" else 1))
+    if match.group("round"):
+        value = _round_down(value, match.group("round"))
+    return value
 
 
 def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
@@ -196,17 +243,23 @@ def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
         return raw
     if spec.kind == "integer":
         try:
-            return int(raw)
+            number = int(raw)
         except ValueError:
             raise QueryError(param, f"{raw!r} is not an integer") from None
+        if not -(2**63) <= number < 2**63:
+            raise QueryError(param, f"{raw!r} is out of range for a 64-bit integer")
+        return number
     if spec.kind == "number":
         try:
-            number = float(raw)
+            real = float(raw)
         except ValueError:
             raise QueryError(param, f"{raw!r} is not a number") from None
-        if number != number or number in {float("inf"), float("-inf")}:
+        if not math.isfinite(real):
             raise QueryError(param, f"{raw!r} is not a finite number")
-        return number
+        # Number fields are single-precision floats in the Elasticsearch mapping.
+        if abs(real) > FLOAT32_MAX:
+            raise QueryError(param, f"{raw!r} is out of range for a 32-bit float")
+        return real
     if spec.kind == "date":
         return parse_date(param, raw)
     if spec.kind == "boolean":
@@ -252,7 +305,9 @@ def parse_filter(param: str, raw: str) -> Filter:
     if not spec.filterable:
         raise QueryError(param, f"field {name!r} cannot be filtered")
     if lookup not in registry.LOOKUPS:
-        raise QueryError(param, f"unknown lookup {lookup!r}; use one of {', '.join(registry.LOOKUPS)}")
+        raise QueryError(
+            param, f"unknown lookup {lookup!r}; use one of {', '.join(registry.LOOKUPS)}"
+        )
     if lookup not in spec.lookups:
         allowed = ", ".join(x for x in registry.LOOKUPS if x in spec.lookups)
         raise QueryError(param, f"lookup {lookup!r} is not allowed on {name}; allowed: {allowed}")
@@ -412,10 +467,21 @@ def read_cursor(param: str, raw: str, query_digest: str) -> dict[str, Any]:
 
 
 def _flat(params: Mapping[str, Any]) -> dict[str, str]:
-    """QueryDict -> plain dict; the last value of a repeated parameter wins."""
+    """QueryDict -> plain dict; the last value of a repeated parameter wins.
+
+    NUL characters are refused (PostgreSQL cannot store or compare them), except in ``q``,
+    which is lenient and drops them.
+    """
     if hasattr(params, "lists"):
-        return {k: v[-1] for k, v in params.lists()}
-    return {str(k): str(v) for k, v in params.items()}
+        flat = {str(k): str(v[-1]) for k, v in params.lists()}
+    else:
+        flat = {str(k): str(v) for k, v in params.items()}
+    if "q" in flat:
+        flat["q"] = flat["q"].replace("\x00", "")
+    for key, value in flat.items():
+        if "\x00" in value or "\x00" in key:
+            raise QueryError(key.replace("\x00", "\\x00"), "contains a NUL character")
+    return flat
 
 
 def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str = "") -> ListQuery:
@@ -425,7 +491,9 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
     selected = parse_fields(flat.get("fields"))
     cap = get_config()["MAX_PAGE_SIZE"]
     page_size = (
-        _int("page_size", flat["page_size"], 1, cap) if flat.get("page_size") else min(DEFAULT_PAGE_SIZE, cap)
+        _int("page_size", flat["page_size"], 1, cap)
+        if flat.get("page_size")
+        else min(DEFAULT_PAGE_SIZE, cap)
     )
     query_digest = _digest(flat, where, store, {"cursor", "page", "page_size", "fields"})
     page = cursor = None
@@ -435,7 +503,8 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
         page = _int("page", flat["page"], 1)
         if page * page_size > MAX_WINDOW:
             raise QueryError(
-                "page", f"page numbers reach the first {MAX_WINDOW} hits; use the cursor to go deeper"
+                "page",
+                f"page numbers reach the first {MAX_WINDOW} hits; use the cursor to go deeper",
             )
     elif flat.get("cursor"):
         data = read_cursor("cursor", flat["cursor"], query_digest)
@@ -469,7 +538,7 @@ def parse_aggregate(
     tz = parse_tz(flat.get("tz"))
     if not group_by and interval is None:
         raise QueryError("group_by", "give group_by, interval, or both")
-    metrics = ("count",)
+    metrics: tuple[str, ...] = ("count",)
     if flat.get("metric"):
         names = [m.strip() for m in flat["metric"].split(",") if m.strip()]
         for name in names:

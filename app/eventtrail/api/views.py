@@ -1,4 +1,5 @@
 """Thin DRF views: parse the query, scope it to the caller, ask the store, serialise."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -83,8 +84,11 @@ class EventListView(StoreView):
         summary="List events",
         description=docs.LIST,
         parameters=docs.list_parameters(),
-        responses={200: docs.EventPageSerializer, 400: docs.ErrorSerializer,
-                   503: docs.ErrorSerializer},
+        responses={
+            200: docs.EventPageSerializer,
+            400: docs.ErrorSerializer,
+            503: docs.ErrorSerializer,
+        },
     )
     def get(self, request: Request) -> Response:
         store = self.store()
@@ -118,8 +122,11 @@ class EventAggregateView(StoreView):
         summary="Aggregate events",
         description=docs.AGGREGATE,
         parameters=docs.aggregate_parameters(),
-        responses={200: docs.AggregateSerializer, 400: docs.ErrorSerializer,
-                   503: docs.ErrorSerializer},
+        responses={
+            200: docs.AggregateSerializer,
+            400: docs.ErrorSerializer,
+            503: docs.ErrorSerializer,
+        },
     )
     def get(self, request: Request) -> Response:
         store = self.store()

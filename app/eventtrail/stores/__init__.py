@@ -1,4 +1,5 @@
 """Query stores behind one interface; STORE picks one by short name or dotted path."""
+
 from __future__ import annotations
 
 from functools import cache

@@ -1,4 +1,5 @@
 """The interface every query store implements, and what it hands back."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,11 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from eventtrail import schema
-from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery, Where
+from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery, QueryError, Where
+
+MAX_HISTOGRAM_BUCKETS = 10_000
+# The shortest length of each calendar unit, so the bucket estimate never falls short.
+_CALENDAR_SECONDS = {"hour": 3600, "day": 82800, "week": 601200, "month": 28 * 86400 - 3600}
 
 
 class StoreUnavailable(RuntimeError):
@@ -169,6 +174,13 @@ def fill(
         return []
     current = bucket_start(min(first), query.interval, query.tz)
     last = bucket_start(max(first), query.interval, query.tz)
+    width = query.interval.seconds or _CALENDAR_SECONDS[query.interval.calendar or "day"]
+    if (last - current).total_seconds() / width >= MAX_HISTOGRAM_BUCKETS:
+        raise QueryError(
+            "interval",
+            f"more than {MAX_HISTOGRAM_BUCKETS} buckets: use a longer interval or "
+            "a narrower from/to range",
+        )
     out: list[dict[str, Any]] = []
     while current <= last:
         key = epoch_ms(current)

@@ -1,4 +1,5 @@
 """The embedded store: the query compiled to the Django ORM on the events alias."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,7 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import (
     Avg,
     Count,
@@ -23,12 +24,12 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import Trunc
+from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.api import fields as registry
+from eventtrail.api import query as api_query
 from eventtrail.api.query import (
-    MAX_WINDOW,
     PERCENTS,
     AggQuery,
     Filter,
@@ -66,7 +67,10 @@ class EpochBucket(Func):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
-        return f"(CAST(strftime('%%s', {sql}) AS INTEGER) / {self.seconds} * {self.seconds})", params
+        return (
+            f"(CAST(strftime('%%s', {sql}) AS INTEGER) / {self.seconds} * {self.seconds})",
+            params,
+        )
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
@@ -330,15 +334,22 @@ class DatabaseStore:
             raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
 
     def _search(self, query: ListQuery) -> Page:
-        qs = self.queryset(query.where)
-        columns = [registry.FIELDS[k.field].column or "" for k in query.sort]
+        columns = [f"s{i}" for i in range(len(query.sort))]
+        qs = self.queryset(query.where).annotate(
+            **{c: self._key(k.field) for c, k in zip(columns, query.sort, strict=True)}
+        )
         reverse = bool(query.cursor and query.cursor.reverse)
         # Missing values sort last, as Elasticsearch puts them; a reversed read flips both.
-        keys = [(c, k.descending != reverse, reverse) for c, k in zip(columns, query.sort, strict=True)]
+        keys = [
+            (c, k.descending != reverse, reverse) for c, k in zip(columns, query.sort, strict=True)
+        ]
         order = [
-            F(c).desc(nulls_first=True) if d and nf
-            else F(c).desc(nulls_last=True) if d
-            else F(c).asc(nulls_first=True) if nf
+            F(c).desc(nulls_first=True)
+            if d and nf
+            else F(c).desc(nulls_last=True)
+            if d
+            else F(c).asc(nulls_first=True)
+            if nf
             else F(c).asc(nulls_last=True)
             for c, d, nf in keys
         ]
@@ -346,14 +357,23 @@ class DatabaseStore:
         capped = False
         if query.page is not None:
             start = (query.page - 1) * query.page_size
-            rows = list(qs.order_by(*order).values_list("document", *columns)[start:start + query.page_size + 1])
-            counted = qs[: MAX_WINDOW + 1].count()
-            total, capped = min(counted, MAX_WINDOW), counted > MAX_WINDOW
+            rows = list(
+                qs.order_by(*order).values_list("document", *columns)[
+                    start : start + query.page_size + 1
+                ]
+            )
+            counted = qs[: api_query.MAX_WINDOW + 1].count()
+            total, capped = min(counted, api_query.MAX_WINDOW), counted > api_query.MAX_WINDOW
         else:
             if query.cursor is not None:
-                values = [_decode(k.field, v) for k, v in zip(query.sort, query.cursor.values, strict=True)]
+                values = [
+                    _decode(k.field, v)
+                    for k, v in zip(query.sort, query.cursor.values, strict=True)
+                ]
                 qs = qs.filter(_after(keys, values))
-            rows = list(qs.order_by(*order).values_list("document", *columns)[: query.page_size + 1])
+            rows = list(
+                qs.order_by(*order).values_list("document", *columns)[: query.page_size + 1]
+            )
         more = len(rows) > query.page_size
         rows = rows[: query.page_size]
         if reverse:
@@ -371,6 +391,14 @@ class DatabaseStore:
             return self._aggregate(query)
         except DatabaseError as exc:
             raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
+
+    def _key(self, name: str) -> Any:
+        """A sort or group key; strings compare by code point, as Elasticsearch's keywords do."""
+        spec = registry.FIELDS[name]
+        expression = F(spec.column or "")
+        if spec.kind == "keyword" and connections[self.alias].vendor == "postgresql":
+            return Collate(expression, "C")
+        return expression
 
     def _metrics(self, query: AggQuery) -> dict[str, Any]:
         metrics: dict[str, Any] = {"count": Count("pk")}
@@ -392,7 +420,7 @@ class DatabaseStore:
         columns = [registry.FIELDS[n].column or "" for n in query.group_by]
         for column in columns:
             qs = qs.filter(**{f"{column}__isnull": False})
-        annotations: dict[str, Any] = {f"g{i}": F(c) for i, c in enumerate(columns)}
+        annotations: dict[str, Any] = {f"g{i}": self._key(n) for i, n in enumerate(query.group_by)}
         if query.interval:
             annotations["t"] = self._time(query)
         key_names = list(annotations)
@@ -432,26 +460,29 @@ class DatabaseStore:
             rows = list(grouped.annotate(**metrics).order_by("t"))
             buckets = [{"key": key(r), **shape(r)} for r in rows]
             self._percentiles(qs, query, annotations, buckets)
-            found = {b["key"]["@timestamp"]: {k: v for k, v in b.items() if k != "key"} for b in buckets}
+            found = {
+                b["key"]["@timestamp"]: {k: v for k, v in b.items() if k != "key"} for b in buckets
+            }
             empty = empty_bucket(query)
             return Buckets(fill(found, query, empty))
         first = list(
-            qs.values(columns[0]).annotate(count=Count("pk")).order_by("-count", columns[0])[: query.size]
+            qs.annotate(g0=annotations["g0"])
+            .values("g0")
+            .annotate(count=Count("pk"))
+            .order_by("-count", "g0")[: query.size]
         )
-        if len(columns) == 1:
-            keys_wanted = [r[columns[0]] for r in first]
-            rows = list(grouped.filter(**{f"{columns[0]}__in": keys_wanted}).annotate(**metrics))
-            by_key = {r["g0"]: r for r in rows}
-            buckets = [{"key": key(by_key[k]), **shape(by_key[k])} for k in keys_wanted]
-        else:
-            buckets = []
-            for parent in first:
-                rows = list(
-                    grouped.filter(**{columns[0]: parent[columns[0]]})
-                    .annotate(**metrics)
-                    .order_by("-count", "g1")[: query.size]
-                )
-                buckets.extend({"key": key(r), **shape(r)} for r in rows)
+        parents = [r["g0"] for r in first]
+        # One grouped query for the chosen parents; each keeps its top children by count, key.
+        rows = list(grouped.filter(g0__in=parents).annotate(**metrics))
+        children: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            children[row["g0"]].append(row)
+        buckets = []
+        for parent in parents:
+            kids = children[parent]
+            if len(columns) == 2:
+                kids = sorted(kids, key=lambda r: (-r["count"], r["g1"]))[: query.size]
+            buckets.extend({"key": key(r), **shape(r)} for r in kids)
         self._percentiles(qs, query, annotations, buckets)
         return Buckets(buckets)
 
@@ -463,7 +494,10 @@ class DatabaseStore:
         return datetime.fromtimestamp(ms / 1000, UTC)
 
     def _percentiles(
-        self, qs: QuerySet[StoredEvent], query: AggQuery, annotations: dict[str, Any],
+        self,
+        qs: QuerySet[StoredEvent],
+        query: AggQuery,
+        annotations: dict[str, Any],
         buckets: list[dict[str, Any]],
     ) -> None:
         """Exact percentiles, computed here: SQLite has no percentile function."""
@@ -471,7 +505,11 @@ class DatabaseStore:
             return
         names = list(annotations)
         values: dict[tuple[Any, ...], list[float]] = defaultdict(list)
-        rows = qs.filter(duration__isnull=False).annotate(**annotations).values_list(*names, "duration")
+        rows = (
+            qs.filter(duration__isnull=False)
+            .annotate(**annotations)
+            .values_list(*names, "duration")
+        )
         wanted = {self._bucket_id(b["key"], query) for b in buckets}
         for row in rows.iterator():
             ident = tuple(row[:-1])
@@ -515,7 +553,7 @@ class DatabaseStore:
             n=events, users=Count("user_id", distinct=True))
         rows: list[dict[str, Any]] = []
         if keys is None:
-            rows = list(grouped.order_by("-n", column)[:size])
+            rows = list(grouped.order_by("-n", self._key(field).asc())[:size])
         else:
             for chunk in _chunks(keys):
                 rows.extend(grouped.filter(**{f"{column}__in": chunk}).order_by())
@@ -553,8 +591,8 @@ class DatabaseStore:
 
     @unavailable_on_error
     def users(self, where: Where, *, limit: int) -> list[str]:
-        ids = self._people(where).values_list("user_id", flat=True).distinct().order_by(
-            "user_id")[:limit]
+        ids = (self._people(where).annotate(k=self._key("user.id")).values_list("k", flat=True)
+               .distinct().order_by("k")[:limit])
         return [str(u) for u in ids]
 
     @unavailable_on_error
@@ -645,7 +683,8 @@ class DatabaseStore:
         qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
         events = Sum("events") if rolled is not None else Count("pk")
         rows = (qs.filter(user_id__isnull=False).values("user_id")
-                .annotate(n=events, name=Max("user_name")).order_by("-n", "user_id")[:size])
+                .annotate(n=events, name=Max("user_name"))
+                .order_by("-n", self._key("user.id").asc())[:size])
         return [(str(r["user_id"]), r["name"], int(r["n"])) for r in rows]
 
     @unavailable_on_error

@@ -1,4 +1,5 @@
 """The Elasticsearch store: the query compiled to elasticsearch.dsl on the event data stream."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,16 +11,8 @@ from elasticsearch.dsl import A, Q, Search
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from eventtrail.api import fields as registry
-from eventtrail.api.query import (
-    MAX_WINDOW,
-    PERCENTS,
-    AggQuery,
-    Filter,
-    Interval,
-    ListQuery,
-    Term,
-    Where,
-)
+from eventtrail.api import query as api_query
+from eventtrail.api.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
 from eventtrail.conf import get_config
 from eventtrail.stores.base import (
     Buckets,
@@ -137,10 +130,14 @@ class ElasticsearchStore:
         sort = []
         for key in query.sort:
             descending = key.descending != reverse
-            sort.append({registry.FIELDS[key.field].es: {
-                "order": "desc" if descending else "asc",
-                "missing": "_first" if reverse else "_last",
-            }})
+            sort.append(
+                {
+                    registry.FIELDS[key.field].es: {
+                        "order": "desc" if descending else "asc",
+                        "missing": "_first" if reverse else "_last",
+                    }
+                }
+            )
         search = self._search().query(where_query(query.where)).sort(*sort)
         if query.fields is not None:
             search = search.source(includes=[registry.FIELDS[n].es for n in query.fields])
@@ -148,7 +145,9 @@ class ElasticsearchStore:
         capped = False
         if query.page is not None:
             start = (query.page - 1) * query.page_size
-            search = search.extra(from_=start, size=query.page_size + 1, track_total_hits=MAX_WINDOW)
+            search = search.extra(
+                from_=start, size=query.page_size + 1, track_total_hits=api_query.MAX_WINDOW
+            )
         else:
             search = search.extra(size=query.page_size + 1, track_total_hits=False)
             if query.cursor is not None:
@@ -174,13 +173,21 @@ class ElasticsearchStore:
 
     def _metrics(self, query: AggQuery, agg: Any) -> None:
         if "unique_users" in query.metrics:
-            agg.metric("unique_users", "cardinality", field=registry.USER_ID,
-                       precision_threshold=PRECISION_THRESHOLD)
+            agg.metric(
+                "unique_users",
+                "cardinality",
+                field=registry.USER_ID,
+                precision_threshold=PRECISION_THRESHOLD,
+            )
         if "avg_duration" in query.metrics:
             agg.metric("avg_duration", "avg", field=registry.DURATION)
         if "percentiles_duration" in query.metrics:
-            agg.metric("percentiles_duration", "percentiles", field=registry.DURATION,
-                       percents=list(PERCENTS))
+            agg.metric(
+                "percentiles_duration",
+                "percentiles",
+                field=registry.DURATION,
+                percents=list(PERCENTS),
+            )
 
     def _shape(self, query: AggQuery, bucket: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"count": bucket["doc_count"]}
@@ -206,7 +213,9 @@ class ElasticsearchStore:
         return spec
 
     def aggregate(self, query: AggQuery) -> Buckets:
-        search = self._search().query(where_query(query.where)).extra(size=0, track_total_hits=False)
+        search = (
+            self._search().query(where_query(query.where)).extra(size=0, track_total_hits=False)
+        )
         if query.composite:
             sources: list[dict[str, Any]] = [
                 {name: A("terms", field=registry.FIELDS[name].es)} for name in query.group_by
@@ -222,16 +231,22 @@ class ElasticsearchStore:
             response = self._run(search)
             raw = list(response.aggregations.groups.buckets) if response is not None else []
             more = len(raw) > query.size
-            buckets = [
-                {"key": {n: _bucket_key(n, v) if n != "@timestamp" else int(v)
-                         for n, v in b["key"].to_dict().items()}, **self._shape(query, b)}
+            page = [
+                {
+                    "key": {
+                        n: _bucket_key(n, v) if n != "@timestamp" else int(v)
+                        for n, v in b["key"].to_dict().items()
+                    },
+                    **self._shape(query, b),
+                }
                 for b in raw[: query.size]
             ]
-            after = list(buckets[-1]["key"].values()) if more and buckets else None
-            return Buckets(buckets, after)
+            after = list(page[-1]["key"].values()) if more and page else None
+            return Buckets(page, after)
         if not query.group_by:
-            agg = search.aggs.bucket("time", "date_histogram", min_doc_count=1,
-                                     **self._histogram(query))
+            agg = search.aggs.bucket(
+                "time", "date_histogram", min_doc_count=1, **self._histogram(query)
+            )
             self._metrics(query, agg)
             response = self._run(search)
             raw = list(response.aggregations.time.buckets) if response is not None else []
@@ -244,7 +259,10 @@ class ElasticsearchStore:
         leaf = first
         if len(query.group_by) == 2:
             leaf = first.bucket(
-                "g1", "terms", field=registry.FIELDS[query.group_by[1]].es, size=query.size,
+                "g1",
+                "terms",
+                field=registry.FIELDS[query.group_by[1]].es,
+                size=query.size,
                 order=order,
             )
         self._metrics(query, leaf)
@@ -263,7 +281,6 @@ class ElasticsearchStore:
                 key = {name0: k0, name1: _bucket_key(name1, b1["key"])}
                 buckets.append({"key": key, **self._shape(query, b1)})
         return Buckets(buckets)
-
 
     # --- analytics primitives ------------------------------------------------------------------
 
