@@ -97,8 +97,9 @@ def _load_database(path: Path) -> float:
 
 
 def _load_engine(path: Path, url: str, stream: str) -> float:
-    from elasticsearch import helpers
     from eventtrail import schema
+
+    from elasticsearch import helpers
     from tests import es_adapter
 
     client = es_adapter.client(url)
