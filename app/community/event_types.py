@@ -74,3 +74,29 @@ def user_roles(user: Any) -> list[str]:
 
     moderates = Membership.objects.filter(user=user, role=Membership.Role.MODERATOR).exists()
     return ["moderator"] if moderates else []
+
+
+def moderated_communities(user: Any) -> list[str]:
+    """EVENTTRAIL["MODERATED_COMMUNITIES"] hook: slugs of the communities the user moderates."""
+    from community.models import Membership
+
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return list(Membership.objects.filter(user=user, role=Membership.Role.MODERATOR)
+                .values_list("community__slug", flat=True))
+
+
+def target_labels(kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """EVENTTRAIL["TARGET_LABELS"] hook: article titles and links for the analytics pages."""
+    from django.urls import reverse
+
+    from community.models import Article
+
+    if kind != "article":
+        return {}
+    pks = [int(i) for i in ids if i.isdigit()]
+    out: dict[str, tuple[str, str | None]] = {}
+    for article in Article.objects.filter(pk__in=pks).select_related("community"):
+        url = reverse("article-detail", args=[article.community.slug, article.pk])
+        out[str(article.pk)] = (article.title, url)
+    return out

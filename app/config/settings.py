@@ -168,6 +168,8 @@ EVENTTRAIL = {
     "KIBANA_URL": env("KIBANA_PUBLIC_URL"),
     "TRUSTED_PROXIES": env_list("EVENTTRAIL_TRUSTED_PROXIES"),
     "USER_ROLES": "community.event_types.user_roles",
+    "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
+    "TARGET_LABELS": "community.event_types.target_labels",
 }
 
 LOGGING = {

@@ -103,6 +103,14 @@ DEFAULTS: dict[str, Any] = {
     # Rate of the API's scoped throttle, unless REST_FRAMEWORK's rates name "eventtrail".
     "API_THROTTLE_RATE": "1200/min",
     "KIBANA_URL": "",
+    # --- analytics pages and recommendations ----------------------------------------------------
+    "TRENDING_DAYS": 10,  # the trending window, in UTC days ending today
+    "TRENDING_HALF_LIFE_DAYS": 3,  # a view loses half its weight every this many days
+    "ANALYTICS_BASE_TEMPLATE": "base.html",  # the site template the analytics pages extend
+    "ANALYTICS_POLL_SECONDS": 5,  # how often live pages ask for fresh figures
+    # Dotted path to ``callable(target_type, ids) -> {id: (label, url or None)}`` so pages can
+    # show article titles instead of ids. None: ids are shown.
+    "TARGET_LABELS": None,
 }
 
 

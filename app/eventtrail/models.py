@@ -71,6 +71,7 @@ class StoredEvent(models.Model):
             models.Index(fields=["user_id", "timestamp"], name="et_user_ts"),
             models.Index(fields=["community_slug", "timestamp"], name="et_community_ts"),
             models.Index(fields=["target_type", "target_id", "timestamp"], name="et_target_ts"),
+            models.Index(fields=["ingested"], name="et_ingested"),
         ]
 
     def __str__(self) -> str:
@@ -89,3 +90,59 @@ class StoredEvent(models.Model):
                 value = parse_datetime(value.replace("Z", "+00:00"))
             values[column] = value
         return cls(document=document, **values)
+
+
+class DailyRollup(models.Model):
+    """Events counted per UTC day and grain; exact, rebuilt from ``StoredEvent`` day by day
+    (eventtrail.stores.rollup). The columns share StoredEvent's names so filters apply to both."""
+
+    day = models.DateField()
+    action = models.CharField(max_length=64)
+    community_slug = models.CharField(max_length=128, null=True)
+    target_type = models.CharField(max_length=64, null=True)
+    user_id = models.CharField(max_length=64, null=True)
+    is_bot = models.BooleanField(default=False)
+    events = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.action} {self.user_id or '-'}: {self.events}"
+
+
+class UserRollup(DailyRollup):
+    """Grain: day, action, community, target type, user (and a name it carried), bot flag."""
+
+    user_name = models.CharField(max_length=150, null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day"], name="et_ur_day"),
+            models.Index(fields=["community_slug", "day"], name="et_ur_community"),
+            models.Index(fields=["user_id", "day"], name="et_ur_user"),
+        ]
+
+
+class TargetRollup(DailyRollup):
+    """Grain: day, action, community, target, user, bot flag: views per article and reader."""
+
+    target_id = models.CharField(max_length=64, null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day"], name="et_tr_day"),
+            models.Index(fields=["community_slug", "day"], name="et_tr_community"),
+            models.Index(fields=["target_id", "day"], name="et_tr_target"),
+            models.Index(fields=["user_id", "day"], name="et_tr_user"),
+        ]
+
+
+class RollupState(models.Model):
+    """How far the rollups have looked: every event ingested up to ``checked_to`` is in them."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    checked_to = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} rollups checked to {self.checked_to}"

@@ -3,6 +3,8 @@ from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from eventtrail import views
+from eventtrail.analytics import api as analytics_api
+from eventtrail.analytics import pages as analytics_pages
 from eventtrail.api.views import EventAggregateView, EventListView
 from eventtrail.collect import collect
 
@@ -14,4 +16,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="eventtrail:schema"), name="docs"),
     path("eventtrail/collect/", collect, name="collect"),
     path("eventtrail/stats/", views.delivery_stats, name="stats"),
+    *[path(f"api/analytics/{name}/", analytics_api.view_for(name), name=f"analytics-{name}")
+      for name in analytics_api.ANALYTICS],
+    path("analytics/me/", analytics_pages.my_activity, name="analytics-me"),
+    path("analytics/me/data.json", analytics_pages.my_activity_data, name="analytics-me-data"),
+    path("analytics/c/<slug:slug>/", analytics_pages.community, name="analytics-community"),
+    path("analytics/c/<slug:slug>/data.json", analytics_pages.community_data,
+         name="analytics-community-data"),
+    path("analytics/site/", analytics_pages.site, name="analytics-site"),
+    path("analytics/site/data.json", analytics_pages.site_data, name="analytics-site-data"),
 ]

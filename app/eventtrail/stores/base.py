@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from eventtrail import schema
-from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery, QueryError
+from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery, QueryError, Where
 
 MAX_HISTOGRAM_BUCKETS = 10_000
 # The shortest length of each calendar unit, so the bucket estimate never falls short.
@@ -39,12 +39,66 @@ class Buckets:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """Events and distinct signed-in users (``user.id``) for one value of a field."""
+
+    key: str
+    events: int
+    users: int
+
+
 class Store(Protocol):
     name: str
 
     def search(self, query: ListQuery) -> Page: ...
 
     def aggregate(self, query: AggQuery) -> Buckets: ...
+
+    # --- exact primitives the analytics (eventtrail.analytics.compute) are built from ---------
+
+    def tally(
+        self, where: Where, field: str, *, keys: Sequence[str] | None = None, size: int = 10
+    ) -> list[Tally]:
+        """Per value of ``field``: most events first, then key; ``keys`` limits the values."""
+        ...
+
+    def daily_tally(
+        self, where: Where, field: str, keys: Sequence[str]
+    ) -> dict[str, dict[int, tuple[int, int]]]:
+        """Per value in ``keys``, per UTC day (epoch ms): (events, distinct users)."""
+        ...
+
+    def users(self, where: Where, *, limit: int) -> list[str]:
+        """Distinct user ids, in ascending order, at most ``limit``."""
+        ...
+
+    def count_users(self, where: Where) -> int: ...
+
+    def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
+        """Each user's earliest event matching ``where``."""
+        ...
+
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        """Every (user id, bucket start in epoch ms) with at least one event."""
+        ...
+
+    def counts(self, where: Where, field: str | None, interval: Interval,
+               tz: str) -> dict[tuple[str | None, int], int]:
+        """Events per (value of ``field`` or None, bucket start in epoch ms); no empty ones."""
+        ...
+
+    def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
+        """Per target id, ``eventtrail.target.state`` of its newest event matching ``where``."""
+        ...
+
+    def top_users(self, where: Where, size: int) -> list[tuple[str, str | None, int]]:
+        """(user id, a user name it carried, events), most events first."""
+        ...
+
+    def freshness(self, where: Where) -> tuple[int, datetime | None]:
+        """How many events match and the newest one's time: cheap, for ETags and "updated"."""
+        ...
 
 
 def project(doc: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:

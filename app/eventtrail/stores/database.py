@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from functools import wraps
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError, connections
-from django.db.models import Avg, Count, Expression, F, Func, IntegerField, Q, QuerySet
+from django.db import DatabaseError, connections, transaction
+from django.db.models import (
+    Avg,
+    Count,
+    Expression,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    Min,
+    Model,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
@@ -18,17 +33,20 @@ from eventtrail.api.query import (
     PERCENTS,
     AggQuery,
     Filter,
+    Interval,
     ListQuery,
     Term,
     TextQuery,
     Where,
 )
 from eventtrail.conf import get_config
-from eventtrail.models import StoredEvent
+from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
 from eventtrail.stores.base import (
     Buckets,
     Page,
     StoreUnavailable,
+    Tally,
+    bucket_start,
     empty_bucket,
     epoch_ms,
     fill,
@@ -150,6 +168,154 @@ def _encode(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+T = TypeVar("T")
+CHUNK = 500  # values per IN list: well under SQLite's bound-parameter limit
+
+
+def unavailable_on_error(method: Callable[..., T]) -> Callable[..., T]:
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"the event database is unavailable: {exc}") from exc
+
+    return wrapper
+
+
+def fixed_seconds(interval: Interval, tz: str) -> int | None:
+    """The bucket width when buckets are whole multiples of epoch seconds: fixed intervals, and
+    UTC hours and days, which integer arithmetic finds much faster than a per-row Trunc."""
+    if interval.seconds:
+        return interval.seconds
+    if tz == "UTC" and interval.calendar in {"hour", "day"}:
+        return 3600 if interval.calendar == "hour" else 86400
+    return None
+
+
+def time_bucket(interval: Interval, tz: str) -> Expression:
+    seconds = fixed_seconds(interval, tz)
+    if seconds:
+        return EpochBucket("timestamp", seconds)
+    return Trunc("timestamp", interval.calendar or "day", tzinfo=ZoneInfo(tz))
+
+
+def bucket_ms(value: Any) -> int:
+    """A bucket key as epoch ms, whether the database gave a datetime or epoch seconds."""
+    if isinstance(value, datetime):
+        return epoch_ms(value)
+    return int(value) * 1000
+
+
+def _chunks(values: Sequence[str]) -> list[list[str]]:
+    items = list(dict.fromkeys(values))
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+# --- exact daily rollups ------------------------------------------------------------------------
+#
+# Two tables count events per UTC day and grain (see models.UserRollup, TargetRollup). A query
+# uses them only when the answer stays exact: filters on their columns only, a period on UTC
+# midnights, time buckets of UTC days, weeks or months. Before use, every day holding an event
+# ingested since the last check is rebuilt from StoredEvent (event.ingested is indexed), so the
+# rollups always equal the events table. 15 s of overlap covers inserts that commit late.
+
+USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot")
+USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
+                         "user.id"})
+TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
+OVERLAP = timedelta(seconds=15)
+ROLLUP = "daily"
+
+
+def _midnight(value: datetime | None) -> bool:
+    return value is None or value.astimezone(UTC).time() == time(0)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), UTC)
+
+
+def rollup_model(where: Where, fields: Sequence[str] = ()) -> type[Model] | None:
+    """The rollup that answers ``where`` (grouped by ``fields``) exactly, if any."""
+    if where.text or where.scope is not None or not (_midnight(where.start)
+                                                     and _midnight(where.end)):
+        return None
+    used = {f.field for f in where.filters} | set(fields)
+    if used <= USER_FIELDS:
+        return UserRollup
+    if used <= TARGET_FIELDS:
+        return TargetRollup
+    return None
+
+
+def rollup_days(interval: Interval | None, tz: str) -> bool:
+    """Buckets made of whole UTC days: the rollups can fill them."""
+    return interval is None or (tz == "UTC" and interval.calendar in {"day", "week", "month"})
+
+
+def _rebuild_day(alias: str, day: date) -> None:
+    start = _day_start(day)
+    raw = StoredEvent.objects.using(alias).filter(timestamp__gte=start,
+                                                  timestamp__lt=start + timedelta(days=1))
+    UserRollup._default_manager.using(alias).filter(day=day).delete()
+    TargetRollup._default_manager.using(alias).filter(day=day).delete()
+    users = raw.values(*USER_GRAIN).annotate(n=Count("pk"), name=Max("user_name")).order_by()
+    UserRollup._default_manager.using(alias).bulk_create(
+        [UserRollup(day=day, events=r["n"], user_name=r["name"], **{c: r[c] for c in USER_GRAIN})
+         for r in users], batch_size=1000)
+    targets = raw.values(*USER_GRAIN, "target_id").annotate(n=Count("pk")).order_by()
+    TargetRollup._default_manager.using(alias).bulk_create(
+        [TargetRollup(day=day, events=r["n"], target_id=r["target_id"],
+                      **{c: r[c] for c in USER_GRAIN}) for r in targets], batch_size=1000)
+
+
+def ensure_rollups(alias: str) -> None:
+    """Bring the rollups up to date with every event ingested so far."""
+    events = StoredEvent.objects.using(alias)
+    with transaction.atomic(using=alias):
+        # One rebuilder at a time (PostgreSQL row lock; SQLite serialises writers anyway).
+        state, _ = RollupState._default_manager.using(alias).select_for_update().get_or_create(name=ROLLUP)
+        high = (events.filter(ingested__isnull=False).order_by("-ingested")
+                .values_list("ingested", flat=True).first())
+        unstamped = events.filter(ingested__isnull=True)
+        if state.checked_to is not None and (high is None or high <= state.checked_to) \
+                and not unstamped.exists():
+            return
+        dirty = events.all()
+        if state.checked_to is not None:
+            dirty = events.filter(Q(ingested__gt=state.checked_to - OVERLAP)
+                                  | Q(ingested__isnull=True))
+        days = (dirty.annotate(d=EpochBucket("timestamp", 86400)).values_list("d", flat=True)
+                .distinct().order_by())
+        for seconds in sorted(set(days)):
+            _rebuild_day(alias, datetime.fromtimestamp(int(seconds), UTC).date())
+        state.checked_to = high
+        state.save(using=alias)
+
+
+def reset_rollups(alias: str) -> None:
+    """Forget the rollups; the next query rebuilds them. Call it after deleting events
+    (retention), which the ingest watermark cannot see."""
+    with transaction.atomic(using=alias):
+        UserRollup._default_manager.using(alias).all().delete()
+        TargetRollup._default_manager.using(alias).all().delete()
+        RollupState._default_manager.using(alias).all().delete()
+
+
+def rollup_q(where: Where) -> Q:
+    q = Q()
+    for f in where.filters:
+        q &= _filter(f)  # the rollups' columns carry StoredEvent's names
+    if where.start:
+        q &= Q(day__gte=where.start.astimezone(UTC).date())
+    if where.end:
+        q &= Q(day__lt=where.end.astimezone(UTC).date())
+    if not where.include_bots:
+        q &= Q(is_bot=False)
+    return q
+
+
 class DatabaseStore:
     """Both endpoints on the ``StoredEvent`` table; sorting and grouping use indexed columns."""
 
@@ -244,14 +410,10 @@ class DatabaseStore:
 
     def _time(self, query: AggQuery) -> Expression:
         assert query.interval is not None
-        if query.interval.seconds:
-            return EpochBucket("timestamp", query.interval.seconds)
-        return Trunc("timestamp", query.interval.calendar or "day", tzinfo=ZoneInfo(query.tz))
+        return time_bucket(query.interval, query.tz)
 
     def _key_ms(self, value: Any) -> int:
-        if isinstance(value, datetime):
-            return epoch_ms(value)
-        return int(value) * 1000
+        return bucket_ms(value)
 
     def _aggregate(self, query: AggQuery) -> Buckets:
         qs = self.queryset(query.where)
@@ -327,7 +489,7 @@ class DatabaseStore:
     def _after_time(self, query: AggQuery, ms: Any) -> Any:
         if not isinstance(ms, int):
             return ms
-        if query.interval and query.interval.seconds:
+        if query.interval and fixed_seconds(query.interval, query.tz):
             return ms // 1000
         return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -366,3 +528,173 @@ class DatabaseStore:
         if query.interval:
             ident.append(key["@timestamp"])
         return tuple(ident)
+
+    # --- analytics primitives ------------------------------------------------------------------
+
+    def _rollup(self, where: Where, *fields: str, model: type[Model] | None = None,
+                interval: Interval | None = None, tz: str = "UTC") -> QuerySet[Any] | None:
+        """The up-to-date rollup rows for ``where``, or None when only raw events are exact."""
+        chosen = rollup_model(where, fields)
+        if chosen is None or (model is not None and chosen is not model) \
+                or not rollup_days(interval, tz):
+            return None
+        ensure_rollups(self.alias)
+        return chosen._default_manager.using(self.alias).filter(rollup_q(where))
+
+    @unavailable_on_error
+    def tally(
+        self, where: Where, field: str, *, keys: Sequence[str] | None = None, size: int = 10
+    ) -> list[Tally]:
+        column = _path(field)
+        rolled = self._rollup(where, field)
+        qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
+        events = Sum("events") if rolled is not None else Count("pk")
+        grouped = qs.filter(**{f"{column}__isnull": False}).values(column).annotate(
+            n=events, users=Count("user_id", distinct=True))
+        rows: list[dict[str, Any]] = []
+        if keys is None:
+            rows = list(grouped.order_by("-n", self._key(field).asc())[:size])
+        else:
+            for chunk in _chunks(keys):
+                rows.extend(grouped.filter(**{f"{column}__in": chunk}).order_by())
+            rows.sort(key=lambda r: (-r["n"], r[column]))
+        return [Tally(str(r[column]), int(r["n"]), int(r["users"])) for r in rows]
+
+    @unavailable_on_error
+    def daily_tally(
+        self, where: Where, field: str, keys: Sequence[str]
+    ) -> dict[str, dict[int, tuple[int, int]]]:
+        column = _path(field)
+        out: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+        rolled = self._rollup(where, field)
+        for chunk in _chunks(keys):
+            if rolled is not None:
+                rows = (rolled.filter(**{f"{column}__in": chunk}).values(column, "day")
+                        .annotate(n=Sum("events"), users=Count("user_id", distinct=True))
+                        .order_by())
+                for r in rows:
+                    out[str(r[column])][epoch_ms(_day_start(r["day"]))] = (r["n"], r["users"])
+                continue
+            raw = (
+                self.queryset(where).filter(**{f"{column}__in": chunk})
+                .annotate(day=EpochBucket("timestamp", 86400)).values(column, "day")
+                .annotate(n=Count("pk"), users=Count("user_id", distinct=True)).order_by()
+            )
+            for r in raw:
+                out[str(r[column])][bucket_ms(r["day"])] = (r["n"], r["users"])
+        return dict(out)
+
+    def _people(self, where: Where) -> QuerySet[Any]:
+        rolled = self._rollup(where, model=UserRollup)
+        qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
+        return qs.filter(user_id__isnull=False)
+
+    @unavailable_on_error
+    def users(self, where: Where, *, limit: int) -> list[str]:
+        ids = (self._people(where).annotate(k=self._key("user.id")).values_list("k", flat=True)
+               .distinct().order_by("k")[:limit])
+        return [str(u) for u in ids]
+
+    @unavailable_on_error
+    def count_users(self, where: Where) -> int:
+        result = self._people(where).aggregate(n=Count("user_id", distinct=True))
+        return int(result["n"] or 0)
+
+    @unavailable_on_error
+    def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        rolled = self._rollup(where, "user.id", model=UserRollup)
+        for chunk in _chunks(users):
+            if rolled is None:
+                rows = (self.queryset(where).filter(user_id__in=chunk).values("user_id")
+                        .annotate(first=Min("timestamp")).order_by())
+                out.update({str(r["user_id"]): r["first"] for r in rows})
+                continue
+            # The rollup finds each user's first day; the events of that day give the moment.
+            firsts = (rolled.filter(user_id__in=chunk).values("user_id")
+                      .annotate(first=Min("day")).order_by())
+            within = Q(pk__in=[])
+            for r in firsts:
+                start = _day_start(r["first"])
+                within |= Q(user_id=r["user_id"], timestamp__gte=start,
+                            timestamp__lt=start + timedelta(days=1))
+            rows = (self.queryset(where).filter(within).values("user_id")
+                    .annotate(first=Min("timestamp")).order_by())
+            out.update({str(r["user_id"]): r["first"] for r in rows})
+        return out
+
+    @unavailable_on_error
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        rolled = self._rollup(where, "user.id", model=UserRollup, interval=interval, tz=tz)
+        if rolled is not None:
+            days = rolled.filter(user_id__isnull=False).values_list("user_id", "day").distinct()
+            starts: dict[date, int] = {}
+            out: set[tuple[str, int]] = set()
+            for user, day in days.order_by():
+                if day not in starts:
+                    starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
+                out.add((str(user), starts[day]))
+            return out
+        rows = (self.queryset(where).filter(user_id__isnull=False)
+                .annotate(t=time_bucket(interval, tz)).values_list("user_id", "t")
+                .distinct().order_by())
+        return {(str(user), bucket_ms(t)) for user, t in rows}
+
+    @unavailable_on_error
+    def counts(self, where: Where, field: str | None, interval: Interval,
+               tz: str) -> dict[tuple[str | None, int], int]:
+        column = _path(field) if field else None
+        names = [column] if column else []
+        rolled = self._rollup(where, *([field] if field else []), interval=interval, tz=tz)
+        out: dict[tuple[str | None, int], int] = defaultdict(int)
+        if rolled is not None:
+            if column:
+                rolled = rolled.filter(**{f"{column}__isnull": False})
+            starts: dict[date, int] = {}
+            for r in rolled.values(*names, "day").annotate(n=Sum("events")).order_by():
+                day = r["day"]
+                if day not in starts:
+                    starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
+                key = str(r[column]) if column else None
+                out[(key, starts[day])] += int(r["n"])
+            return dict(out)
+        qs = self.queryset(where)
+        if column:
+            qs = qs.filter(**{f"{column}__isnull": False})
+        rows = qs.annotate(t=time_bucket(interval, tz)).values(*names, "t").annotate(
+            n=Count("pk")).order_by()
+        for r in rows:
+            out[(str(r[column]) if column else None, bucket_ms(r["t"]))] += int(r["n"])
+        return dict(out)
+
+    @unavailable_on_error
+    def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(targets):
+            rows = (self.queryset(where).filter(target_id__in=chunk, target_state__isnull=False)
+                    .order_by("target_id", "timestamp", "id")
+                    .values_list("target_id", "target_state"))
+            out.update({str(t): str(s) for t, s in rows})  # later rows win: the newest state
+        return out
+
+    @unavailable_on_error
+    def top_users(self, where: Where, size: int) -> list[tuple[str, str | None, int]]:
+        rolled = self._rollup(where, "user.id", model=UserRollup)
+        qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
+        events = Sum("events") if rolled is not None else Count("pk")
+        rows = (qs.filter(user_id__isnull=False).values("user_id")
+                .annotate(n=events, name=Max("user_name"))
+                .order_by("-n", self._key("user.id").asc())[:size])
+        return [(str(r["user_id"]), r["name"], int(r["n"])) for r in rows]
+
+    @unavailable_on_error
+    def freshness(self, where: Where) -> tuple[int, datetime | None]:
+        rolled = self._rollup(where, model=UserRollup)
+        if rolled is not None:
+            count = int(rolled.aggregate(n=Sum("events"))["n"] or 0)
+        else:
+            count = self.queryset(where).count()
+        # Newest first along the timestamp index, rather than MAX() over every matching row.
+        newest = self.queryset(where).order_by("-timestamp").values_list(
+            "timestamp", flat=True).first()
+        return count, newest

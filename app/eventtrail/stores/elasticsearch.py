@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -10,12 +12,22 @@ from elasticsearch.dsl import A, Q, Search
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from eventtrail.api import fields as registry
 from eventtrail.api import query as api_query
-from eventtrail.api.query import PERCENTS, AggQuery, Filter, ListQuery, Term, Where
+from eventtrail.api.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
 from eventtrail.conf import get_config
-from eventtrail.stores.base import Buckets, Page, StoreUnavailable, empty_bucket, fill, project
+from eventtrail.stores.base import (
+    Buckets,
+    Page,
+    StoreUnavailable,
+    Tally,
+    empty_bucket,
+    fill,
+    project,
+)
 
 # cardinality is exact below this many distinct values, approximate (HyperLogLog++) above.
 PRECISION_THRESHOLD = 3000
+MAX_KEYS = 10_000  # terms buckets one analytics request may ask for
+PAGE = 5000  # composite buckets per request when walking every bucket
 
 
 def _es_value(f: Filter, value: Any) -> Any:
@@ -269,3 +281,170 @@ class ElasticsearchStore:
                 key = {name0: k0, name1: _bucket_key(name1, b1["key"])}
                 buckets.append({"key": key, **self._shape(query, b1)})
         return Buckets(buckets)
+
+    # --- analytics primitives ------------------------------------------------------------------
+
+    def _agg_search(self, where: Where, *extra: Any) -> Search:
+        query = where_query(where)
+        if extra:
+            query = Q("bool", filter=[query, *extra])
+        return self._search().query(query).extra(size=0, track_total_hits=False)
+
+    def _users_metric(self, agg: Any) -> None:
+        agg.metric("users", "cardinality", field=registry.USER_ID,
+                   precision_threshold=PRECISION_THRESHOLD)
+
+    def tally(
+        self, where: Where, field: str, *, keys: Sequence[str] | None = None, size: int = 10
+    ) -> list[Tally]:
+        name = registry.FIELDS[field].es
+        params: dict[str, Any] = {"field": name, "order": [{"_count": "desc"}, {"_key": "asc"}]}
+        if keys is not None:
+            if not keys:
+                return []
+            params.update(include=list(dict.fromkeys(keys)), size=len(set(keys)))
+        else:
+            # One shard per backing index here; a generous shard_size keeps top-N exact anyway.
+            params.update(size=size, shard_size=max(size * 10, 1000))
+        search = self._agg_search(where)
+        self._users_metric(search.aggs.bucket("k", "terms", **params))
+        response = self._run(search)
+        if response is None:
+            return []
+        return [Tally(str(b["key"]), int(b["doc_count"]), int(b["users"]["value"]))
+                for b in response.aggregations.k.buckets]
+
+    def daily_tally(
+        self, where: Where, field: str, keys: Sequence[str]
+    ) -> dict[str, dict[int, tuple[int, int]]]:
+        if not keys:
+            return {}
+        wanted = list(dict.fromkeys(keys))
+        search = self._agg_search(where)
+        days = search.aggs.bucket("k", "terms", field=registry.FIELDS[field].es,
+                                  include=wanted, size=len(wanted)).bucket(
+            "days", "date_histogram", field=registry.TIMESTAMP, fixed_interval="1d",
+            min_doc_count=1)
+        self._users_metric(days)
+        response = self._run(search)
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        if response is None:
+            return out
+        for b in response.aggregations.k.buckets:
+            out[str(b["key"])] = {int(d["key"]): (int(d["doc_count"]), int(d["users"]["value"]))
+                                  for d in b["days"]["buckets"]}
+        return out
+
+    def _composite(self, search: Search, sources: list[dict[str, Any]]) -> list[Any]:
+        """Every composite bucket, page after page."""
+        buckets: list[Any] = []
+        after: dict[str, Any] | None = None
+        while True:
+            page = search._clone()
+            params: dict[str, Any] = {"sources": sources, "size": PAGE}
+            if after is not None:
+                params["after"] = after
+            page.aggs.bucket("pairs", "composite", **params)
+            response = self._run(page)
+            if response is None:
+                return buckets
+            found = list(response.aggregations.pairs.buckets)
+            buckets.extend(found)
+            after_key = getattr(response.aggregations.pairs, "after_key", None)
+            if len(found) < PAGE or after_key is None:
+                return buckets
+            after = after_key.to_dict()
+
+    def users(self, where: Where, *, limit: int) -> list[str]:
+        search = self._agg_search(where)
+        found = self._composite(search, [{"u": A("terms", field=registry.USER_ID)}])
+        return sorted(str(b["key"]["u"]) for b in found)[:limit]
+
+    def count_users(self, where: Where) -> int:
+        search = self._agg_search(where)
+        self._users_metric(search.aggs)
+        response = self._run(search)
+        return int(response.aggregations.users.value) if response is not None else 0
+
+    def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        wanted = list(dict.fromkeys(users))
+        for start in range(0, len(wanted), MAX_KEYS):
+            chunk = wanted[start:start + MAX_KEYS]
+            search = self._agg_search(where)
+            search.aggs.bucket("u", "terms", field=registry.USER_ID, include=chunk,
+                               size=len(chunk)).metric("first", "min", field=registry.TIMESTAMP)
+            response = self._run(search)
+            if response is None:
+                return out
+            for b in response.aggregations.u.buckets:
+                out[str(b["key"])] = datetime.fromtimestamp(b["first"]["value"] / 1000, UTC)
+        return out
+
+    def _time_source(self, interval: Interval, tz: str) -> Any:
+        spec: dict[str, Any] = {"field": registry.TIMESTAMP}
+        if interval.seconds:
+            spec["fixed_interval"] = f"{interval.seconds}s"
+        else:
+            spec.update(calendar_interval=interval.calendar, time_zone=tz)
+        return A("date_histogram", **spec)
+
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        sources = [{"u": A("terms", field=registry.USER_ID)},
+                   {"t": self._time_source(interval, tz)}]
+        found = self._composite(self._agg_search(where), sources)
+        return {(str(b["key"]["u"]), int(b["key"]["t"])) for b in found}
+
+    def counts(self, where: Where, field: str | None, interval: Interval,
+               tz: str) -> dict[tuple[str | None, int], int]:
+        sources = [{"t": self._time_source(interval, tz)}]
+        if field:
+            sources.insert(0, {"k": A("terms", field=registry.FIELDS[field].es)})
+        found = self._composite(self._agg_search(where), sources)
+        return {(str(b["key"]["k"]) if field else None, int(b["key"]["t"])): int(b["doc_count"])
+                for b in found}
+
+    def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(targets))
+        if not wanted:
+            return {}
+        state = "eventtrail.target.state"
+        search = self._agg_search(where, Q("exists", field=state))
+        search.aggs.bucket("t", "terms", field="eventtrail.target.id", include=wanted,
+                           size=len(wanted)).metric(
+            "last", "top_hits", size=1, _source=[state],
+            sort=[{registry.TIMESTAMP: "desc"}, {registry.TIEBREAKER: "desc"}])
+        response = self._run(search)
+        out: dict[str, str] = {}
+        if response is None:
+            return out
+        for b in response.aggregations.t.buckets:
+            hit = b["last"]["hits"]["hits"][0]["_source"].to_dict()
+            out[str(b["key"])] = hit["eventtrail"]["target"]["state"]
+        return out
+
+    def top_users(self, where: Where, size: int) -> list[tuple[str, str | None, int]]:
+        search = self._agg_search(where)
+        search.aggs.bucket("u", "terms", field=registry.USER_ID, size=size,
+                           shard_size=max(size * 10, 1000),
+                           order=[{"_count": "desc"}, {"_key": "asc"}]).bucket(
+            "name", "terms", field="user.name", size=1, order={"_key": "desc"})
+        response = self._run(search)
+        out: list[tuple[str, str | None, int]] = []
+        if response is None:
+            return out
+        for b in response.aggregations.u.buckets:
+            names = b["name"]["buckets"]
+            out.append((str(b["key"]), str(names[0]["key"]) if names else None,
+                        int(b["doc_count"])))
+        return out
+
+    def freshness(self, where: Where) -> tuple[int, datetime | None]:
+        search = self._agg_search(where).extra(track_total_hits=True)
+        search.aggs.metric("newest", "max", field=registry.TIMESTAMP)
+        response = self._run(search)
+        if response is None:
+            return 0, None
+        newest = response.aggregations.newest.value
+        moment = datetime.fromtimestamp(newest / 1000, UTC) if newest is not None else None
+        return int(response.hits.total.value), moment

@@ -73,3 +73,13 @@ def eventtrail_kibana_link(context: template.Context, text: str = "Kibana") -> S
     if not url or user is None or not getattr(user, "is_superuser", False):
         return SafeString("")
     return format_html('<a href="{}" rel="noopener">{}</a>', url, text)
+
+
+@register.simple_tag(takes_context=True)
+def eventtrail_analytics_links(context: template.Context) -> list[tuple[str, str]]:
+    """(text, url) of the analytics pages the current user may open: theirs, their
+    moderated communities', and the site's for staff."""
+    from eventtrail.analytics.pages import links_for
+
+    request = context.get("request")
+    return links_for(getattr(request, "user", None))

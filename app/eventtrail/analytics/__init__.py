@@ -1,0 +1,1 @@
+"""User analytics and recommendations, computed from any store's exact primitives."""

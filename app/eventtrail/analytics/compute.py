@@ -1,0 +1,345 @@
+"""Every analytic as a function of a store: exact store primitives, then documented arithmetic.
+
+Stores answer small exact questions (``Store.tally``, ``daily_tally``, ``active_pairs``...); the
+scores, lifts and splits are computed here once, so every store gives the same numbers.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventtrail.analytics.params import Params, day_floor
+from eventtrail.api.query import Filter, Where
+from eventtrail.stores.base import Store, bucket_start, epoch_ms, next_start, render_time
+
+VIEW = "article.view"
+CREATE = "article.create"
+STATE_CHANGE = "article.state_change"
+EDIT = "article.edit"
+TARGET = "eventtrail.target.id"
+COMMUNITY = "eventtrail.community.slug"
+USER = "user.id"
+
+REPEAT_WEIGHT = 0.25  # a repeat view by the same user that day counts a quarter of a new viewer
+MOMENTUM_BOUNDS = (0.25, 4.0)
+CANDIDATES = 1000  # articles (or communities) a trending or recommendation query considers
+MAX_READERS = 1000  # readers of one article whose other reads are looked at
+MIN_SUPPORT = 2  # co-viewers a recommendation needs: one shared reader is noise
+MAX_BUCKETS = 1000  # time buckets one series may have
+STATES = ("draft", "submitted", "published", "rejected", "archived")
+
+
+def where(
+    p: Params | None = None, *, actions: Sequence[str] = (), community: str | None = None,
+    user: str | None = None, users: Sequence[str] | None = None,
+    communities: Sequence[str] | None = None, target: str | None = None,
+    start: datetime | None = None, end: datetime | None = None, timeless: bool = False,
+    has: str | None = None,
+) -> Where:
+    """A store filter; ``p`` gives the period and the bot rule unless ``timeless``."""
+    filters: list[Filter] = []
+    if len(actions) == 1:
+        filters.append(Filter("event.action", "exact", actions[0]))
+    elif actions:
+        filters.append(Filter("event.action", "in", tuple(actions)))
+    if actions and all(a.startswith("article.") for a in actions):
+        filters.append(Filter("eventtrail.target.type", "exact", "article"))
+    if community is not None:
+        filters.append(Filter(COMMUNITY, "exact", community))
+    if communities is not None:
+        filters.append(Filter(COMMUNITY, "in", tuple(communities)))
+    if user is not None:
+        filters.append(Filter(USER, "exact", user))
+    if users is not None:
+        filters.append(Filter(USER, "in", tuple(users)))
+    if target is not None:
+        filters.append(Filter(TARGET, "exact", target))
+    if has is not None:
+        filters.append(Filter(has, "exists", True))
+    if p is not None and not timeless:
+        start = start or p.start
+        end = end or p.end
+    include_bots = p.include_bots if p is not None else False
+    return Where(tuple(filters), start, end, None, include_bots, None)
+
+
+def now_of(p: Params) -> datetime:
+    """The reference time of windows that end "now": ``to`` when given, so results replay."""
+    return p.end or p.now
+
+
+def _round(value: float) -> float:
+    return round(value, 4)
+
+
+# --- articles ------------------------------------------------------------------------------------
+
+
+def trending(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """Articles whose readership is high now and rising against the window before.
+
+    The window is the last ``days`` UTC days, today included; the previous window is the
+    ``days`` before it. For an article, each day d of a window contributes
+
+        2 ** (-age_d / half_life) * (viewers_d + REPEAT_WEIGHT * (views_d - viewers_d))
+
+    where age_d is whole days from the window's last day, views_d its views that day and
+    viewers_d the distinct signed-in users among them (anonymous views count as repeats).
+    ``heat`` sums the current window, ``previous_heat`` the previous one (aged from its own
+    last day), ``momentum = (heat + 1) / (previous_heat + 1)`` bounded to [0.25, 4], and
+    ``score = heat * momentum``: a steady article keeps about its heat, a rising one gains up
+    to four times it. Only the ``CANDIDATES`` most viewed articles of both windows are scored.
+    """
+    now = now_of(p)
+    today = day_floor(now - timedelta(microseconds=1)) if p.end else day_floor(now)
+    start = today - timedelta(days=p.days - 1)
+    previous_start = start - timedelta(days=p.days)
+    scope = where(p, actions=[VIEW], community=community, start=previous_start, end=now)
+    candidates = [t.key for t in store.tally(scope, TARGET, size=CANDIDATES)]
+    daily = store.daily_tally(scope, TARGET, candidates)
+    rows: list[dict[str, Any]] = []
+    for article, days in daily.items():
+        heat = previous = 0.0
+        views = 0
+        for day_ms in sorted(days):
+            events, viewers = days[day_ms]
+            day = datetime.fromtimestamp(day_ms / 1000, UTC)
+            weight = viewers + REPEAT_WEIGHT * (events - viewers)
+            if day >= start:
+                heat += 2 ** (-((today - day).days) / p.half_life) * weight
+                views += events
+            else:
+                previous += 2 ** (-((start - timedelta(days=1) - day).days) / p.half_life) * weight
+        if heat <= 0:
+            continue
+        low, high = MOMENTUM_BOUNDS
+        momentum = min(max((heat + 1) / (previous + 1), low), high)
+        rows.append({"article": article, "score": _round(heat * momentum), "heat": _round(heat),
+                     "previous_heat": _round(previous), "momentum": _round(momentum),
+                     "views": views})
+    rows.sort(key=lambda r: (-r["score"], r["article"]))
+    return {"community": community, "days": p.days, "half_life": p.half_life,
+            "from": start.isoformat(), "to": now.isoformat(), "results": rows[: p.size]}
+
+
+def most_viewed(store: Store, p: Params, *, community: str | None = None,
+                user: str | None = None) -> dict[str, Any]:
+    """Articles by views in the period (all of retention when it has no start)."""
+    tallies = store.tally(where(p, actions=[VIEW], community=community, user=user), TARGET,
+                          size=p.size)
+    return {"community": community, "user": user, **_period(p),
+            "results": [{"article": t.key, "views": t.events, "viewers": t.users}
+                        for t in tallies]}
+
+
+def user_articles(store: Store, p: Params, user: str) -> dict[str, Any]:
+    """The user's own articles (their ``article.create`` events) with the state the event log
+    gives them (the create event's state, updated by each later ``article.state_change``, by
+    whoever made it) and their views in the period."""
+    created = store.tally(where(p, actions=[CREATE], user=user, timeless=True), TARGET,
+                          size=CANDIDATES * 10)
+    ids = [t.key for t in created]
+    states = store.latest_states(where(p, actions=[CREATE, STATE_CHANGE], timeless=True), ids)
+    views = {t.key: t for t in store.tally(where(p, actions=[VIEW]), TARGET, keys=ids)}
+    articles: list[dict[str, Any]] = []
+    for article in ids:
+        seen = views.get(article)
+        articles.append({"article": article, "state": states.get(article, "unknown"),
+                         "views": seen.events if seen else 0, "viewers": seen.users if seen else 0})
+    order = {state: i for i, state in enumerate(STATES)}
+    articles.sort(key=lambda a: (order.get(a["state"], len(order)), -a["views"], a["article"]))
+    by_state: dict[str, int] = {}
+    for a in articles:
+        by_state[a["state"]] = by_state.get(a["state"], 0) + 1
+    return {"user": user, **_period(p), "by_state": by_state, "results": articles}
+
+
+# --- people and activity over time -----------------------------------------------------------
+
+
+def _axis(p: Params, found: Sequence[int]) -> list[int]:
+    """Bucket starts (epoch ms) from the period's start (or first bucket) to its end (or now)."""
+    firsts = [datetime.fromtimestamp(k / 1000, UTC) for k in found]
+    if p.start:
+        firsts.append(p.start)
+    if not firsts:
+        return []
+    current = bucket_start(min(firsts), p.interval, p.tz)
+    last = bucket_start((p.end or p.now) - timedelta(milliseconds=1), p.interval, p.tz)
+    out: list[int] = []
+    while current <= last and len(out) < MAX_BUCKETS:
+        out.append(epoch_ms(current))
+        current = next_start(current, p.interval, p.tz)
+    return out
+
+
+def _series(store: Store, p: Params, w: Where,
+            group: str) -> tuple[list[int], dict[str, dict[int, int]]]:
+    found: dict[str, dict[int, int]] = defaultdict(dict)
+    for (key, bucket), count in store.counts(w, group, p.interval, p.tz).items():
+        found[str(key)][bucket] = count
+    keys = sorted({k for counts in found.values() for k in counts})
+    return _axis(p, keys), found
+
+
+def _times(p: Params, axis: list[int]) -> list[str]:
+    return [render_time(ms, p.tz) for ms in axis]
+
+
+def events_over_time(store: Store, p: Params, *, community: str | None = None,
+                     user: str | None = None) -> dict[str, Any]:
+    """Events per bucket and action, the busiest actions first."""
+    axis, found = _series(store, p, where(p, community=community, user=user), "event.action")
+    totals = {action: sum(c.values()) for action, c in found.items()}
+    actions = sorted(found, key=lambda a: (-totals[a], a))
+    return {"interval": p.interval.label, "tz": p.tz, **_period(p), "times": _times(p, axis),
+            "series": [{"name": a, "total": totals[a], "counts": [found[a].get(t, 0) for t in axis]}
+                       for a in actions]}
+
+
+def content_changes(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """Creations and edits per bucket, and state changes per bucket by the state entered."""
+    base = where(p, actions=[CREATE, EDIT], community=community)
+    axis_a, actions = _series(store, p, base, "event.action")
+    changes = where(p, actions=[STATE_CHANGE], community=community)
+    axis_b, states = _series(store, p, changes, "eventtrail.target.state")
+    axis = sorted(set(axis_a) | set(axis_b))
+    series = [{"name": {CREATE: "created", EDIT: "edited"}[a], "total": sum(c.values()),
+               "counts": [c.get(t, 0) for t in axis]} for a, c in sorted(actions.items())]
+    series += [{"name": f"→ {s}", "total": sum(c.values()), "counts": [c.get(t, 0) for t in axis]}
+               for s, c in sorted(states.items())]
+    return {"interval": p.interval.label, "tz": p.tz, **_period(p), "times": _times(p, axis),
+            "series": series}
+
+
+def active_users(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU)."""
+    w = where(p, community=community)
+    events = {bucket: n for (_, bucket), n in store.counts(w, None, p.interval, p.tz).items()}
+    users: dict[int, int] = defaultdict(int)
+    for _, bucket in store.active_pairs(w, p.interval, p.tz):
+        users[bucket] += 1
+    axis = _axis(p, list(events))
+    rolling = {}
+    for name, days in (("dau", 1), ("wau", 7), ("mau", 30)):
+        now = now_of(p)
+        rolling[name] = store.count_users(
+            where(p, community=community, start=now - timedelta(days=days), end=now))
+    return {"interval": p.interval.label, "tz": p.tz, **_period(p), **rolling,
+            "times": _times(p, axis),
+            "users": [users.get(t, 0) for t in axis], "events": [events.get(t, 0) for t in axis]}
+
+
+def new_returning(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """Per bucket, active users split in two: ``new`` when the user's first event ever (within
+    retention, in this community when one is given) falls in that bucket, else ``returning``."""
+    pairs = store.active_pairs(where(p, community=community), p.interval, p.tz)
+    users = sorted({u for u, _ in pairs})
+    first = store.first_seen(where(p, community=community, timeless=True), users)
+    first_bucket = {u: epoch_ms(bucket_start(t, p.interval, p.tz)) for u, t in first.items()}
+    new: dict[int, int] = defaultdict(int)
+    returning: dict[int, int] = defaultdict(int)
+    for user, bucket in pairs:
+        if first_bucket.get(user) == bucket:
+            new[bucket] += 1
+        else:
+            returning[bucket] += 1
+    axis = _axis(p, sorted({b for _, b in pairs}))
+    return {"interval": p.interval.label, "tz": p.tz, **_period(p), "times": _times(p, axis),
+            "new": [new.get(t, 0) for t in axis], "returning": [returning.get(t, 0) for t in axis]}
+
+
+def top_members(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """Users with the most events in the period (and the community)."""
+    rows = store.top_users(where(p, community=community), p.size)
+    return {"community": community, **_period(p),
+            "results": [{"user": u, "name": n, "events": e} for u, n, e in rows]}
+
+
+# --- recommendations -----------------------------------------------------------------------------
+
+
+def _lift(store: Store, window: Where, item: str, peers: list[str], exclude: set[str],
+          size: int, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Items the peers used, ranked by lift = P(item | peer) / P(item)
+    = co * N / (peers * users(item)), where co is how many peers used the item, users(item) how
+    many users used it in the window and N how many users used anything in it."""
+    if not peers:
+        return []
+    co = store.tally(where(**filters, users=peers, start=window.start, end=window.end), item,
+                     size=CANDIDATES)
+    candidates = [t for t in co if t.key not in exclude and t.users >= MIN_SUPPORT]
+    if not candidates:
+        return []
+    popularity = {t.key: t.users for t in store.tally(window, item,
+                                                      keys=[t.key for t in candidates])}
+    total = store.count_users(window)
+    rows: list[dict[str, Any]] = []
+    for t in candidates:
+        lift = t.users * total / (len(peers) * popularity[t.key])
+        rows.append({"key": t.key, "lift": _round(lift), "co_users": t.users,
+                     "users": popularity[t.key]})
+    rows.sort(key=lambda r: (-r["lift"], -r["co_users"], r["key"]))
+    return rows[:size]
+
+
+def also_read(store: Store, p: Params, article: str, user: str | None) -> dict[str, Any]:
+    """"Readers of this article also read", over the last ``days`` days.
+
+    Readers are the signed-in users who viewed the article (at most ``MAX_READERS``); each other
+    article they viewed is ranked by lift (see ``_lift``), needing ``MIN_SUPPORT`` co-readers.
+    The article itself and every article ``user`` ever viewed are left out.
+    """
+    now = now_of(p)
+    start = now - timedelta(days=p.days)
+    filters: dict[str, Any] = {"actions": [VIEW]}
+    window = where(**filters, start=start, end=now)
+    readers = store.users(where(**filters, target=article, start=start, end=now),
+                          limit=MAX_READERS)
+    exclude = {article}
+    if user is not None:
+        read = store.tally(where(**filters, user=user), TARGET, size=CANDIDATES * 10)
+        exclude |= {t.key for t in read}
+    peers = [r for r in readers if r != user]
+    rows = _lift(store, window, TARGET, peers, exclude, p.size, filters)
+    return {"article": article, "days": p.days, "readers": len(peers),
+            "results": [{"article": r.pop("key"), **r} for r in rows]}
+
+
+def communities_for_you(store: Store, p: Params, user: str) -> dict[str, Any]:
+    """Communities used by people who share the user's communities, ranked by lift.
+
+    The user's communities are those of their events in the last ``days`` days; peers are the
+    other users active there (at most ``MAX_READERS``). With no history the most used
+    communities (by distinct users) are suggested instead.
+    """
+    now = now_of(p)
+    start = now - timedelta(days=p.days)
+    filters: dict[str, Any] = {"has": COMMUNITY}
+    window = where(**filters, start=start, end=now)
+    mine = [t.key for t in store.tally(where(user=user, start=start, end=now), COMMUNITY,
+                                       size=CANDIDATES)]
+    if not mine:
+        popular = store.tally(window, COMMUNITY, size=p.size)
+        return {"user": user, "days": p.days, "basis": "popular",
+                "results": [{"community": t.key, "users": t.users} for t in popular]}
+    peers = [u for u in store.users(where(communities=mine, start=start, end=now),
+                                    limit=MAX_READERS + 1) if u != user][:MAX_READERS]
+    rows = _lift(store, window, COMMUNITY, peers, set(mine), p.size, filters)
+    return {"user": user, "days": p.days, "basis": "peers",
+            "results": [{"community": r.pop("key"), **r} for r in rows]}
+
+
+def _period(p: Params) -> dict[str, Any]:
+    return {"from": p.start.isoformat() if p.start else None,
+            "to": (p.end or p.now).isoformat()}
+
+
+def freshness(store: Store, p: Params, *, community: str | None = None,
+              user: str | None = None) -> dict[str, Any]:
+    count, newest = store.freshness(where(p, community=community, user=user, timeless=True))
+    return {"events": count, "newest": newest.isoformat() if newest else None}
+
+

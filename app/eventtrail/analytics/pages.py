@@ -1,0 +1,304 @@
+"""Server-rendered analytics pages and the JSON they poll (ETag / If-None-Match, 304s).
+
+Each page is a list of panels; every panel has a table (readable without JavaScript) and most a
+chart spec the script draws with Chart.js. The same payload renders the page and feeds the poll.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.module_loading import import_string
+from django.views.decorators.http import require_GET
+
+from eventtrail.analytics import access, compute
+from eventtrail.analytics.params import Params, parse, period
+from eventtrail.api.query import QueryError
+from eventtrail.conf import get_config
+from eventtrail.stores import StoreUnavailable, get_store
+
+PERIODS = {"7d": "day", "30d": "day", "90d": "week", "365d": "month", "all": "month"}
+DEFAULT_PERIOD = "30d"
+
+
+def _params(request: HttpRequest) -> tuple[str, Params]:
+    label = request.GET.get("period") or DEFAULT_PERIOD
+    if label not in PERIODS:
+        raise QueryError("period", f"use one of {', '.join(PERIODS)}")
+    values = {"interval": PERIODS[label]}
+    start = period(label)
+    if start:
+        values["from"] = start
+    p = parse(values, {"interval", "size"}, default_interval=PERIODS[label])
+    return label, p
+
+
+def _labels(kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    hook = get_config()["TARGET_LABELS"]
+    if not hook or not ids:
+        return {}
+    found: dict[str, tuple[str, str | None]] = import_string(hook)(kind, ids)
+    return found
+
+
+def _article_rows(rows: list[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
+    labels = _labels("article", [str(r["article"]) for r in rows])
+    out = []
+    for r in rows:
+        label, url = labels.get(str(r["article"]), (f"Article {r['article']}", None))
+        out.append([{"text": label, "href": url}, *[r[c] for c in columns]])
+    return out
+
+
+def _table_panel(pid: str, title: str, headers: list[str], rows: list[list[Any]], *,
+                 note: str = "", chart: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": pid, "title": title, "note": note, "chart": chart,
+            "table": {"headers": headers, "rows": rows}}
+
+
+def _bar(labels: list[Any], datasets: list[tuple[str, list[Any]]], *,
+         horizontal: bool = False, stacked: bool = False, kind: str = "bar") -> dict[str, Any]:
+    text = [lab["text"] if isinstance(lab, dict) else str(lab) for lab in labels]
+    return {"type": kind, "labels": text, "horizontal": horizontal, "stacked": stacked,
+            "datasets": [{"label": name, "data": data} for name, data in datasets]}
+
+
+def _series_panel(pid: str, title: str, data: dict[str, Any], series: list[tuple[str, list[Any]]],
+                  *, stacked: bool = False, kind: str = "line", note: str = "") -> dict[str, Any]:
+    times = [t[:10] if data["interval"] in {"day", "week", "month"} else t[:16]
+             for t in data["times"]]
+    rows = [[t, *[s[1][i] for s in series]] for i, t in enumerate(times)]
+    return _table_panel(pid, title, ["Period starting", *[s[0] for s in series]], rows,
+                        note=note, chart=_bar(times, series, stacked=stacked, kind=kind))
+
+
+def _timeline(pid: str, title: str, data: dict[str, Any], *, top: int = 6,
+              note: str = "") -> dict[str, Any]:
+    series = [(s["name"], s["counts"]) for s in data["series"][:top]]
+    rest = data["series"][top:]
+    if rest:
+        series.append(("other", [sum(s["counts"][i] for s in rest)
+                                 for i in range(len(data["times"]))]))
+    return _series_panel(pid, title, data, series, stacked=True, kind="bar", note=note)
+
+
+def _most_viewed_panel(pid: str, title: str, data: dict[str, Any], note: str = "") -> dict[str, Any]:
+    rows = _article_rows(data["results"], ["views", "viewers"])
+    chart = _bar([r[0] for r in rows], [("views", [r[1] for r in rows]),
+                                         ("distinct viewers", [r[2] for r in rows])],
+                 horizontal=True)
+    return _table_panel(pid, title, ["Article", "Views", "Viewers"], rows, chart=chart, note=note)
+
+
+def _activity_panels(store: Any, p: Params, community: str | None) -> list[dict[str, Any]]:
+    active = compute.active_users(store, p, community)
+    returning = compute.new_returning(store, p, community)
+    members = compute.top_members(store, p, community)
+    member_rows = [[m["name"] or f"user {m['user']}", m["events"]] for m in members["results"]]
+    return [
+        _table_panel("dau", "Active users now", ["Last day", "Last 7 days", "Last 30 days"],
+                     [[active["dau"], active["wau"], active["mau"]]],
+                     note="Distinct signed-in users with an event in the last 1, 7 and 30 days."),
+        _series_panel("active", "Active users", active, [("active users", active["users"]),
+                                                         ("events", active["events"])]),
+        _series_panel("new-returning", "New and returning users", returning,
+                      [("new", returning["new"]), ("returning", returning["returning"])],
+                      stacked=True, kind="bar",
+                      note="New: the user's first event (in retention) falls in that period."),
+        _table_panel("members", "Most active members", ["Member", "Events"], member_rows,
+                     chart=_bar(member_rows and [r[0] for r in member_rows],
+                                [("events", [r[1] for r in member_rows])], horizontal=True)),
+        _timeline("actions", "Events by action", compute.events_over_time(
+            store, p, community=community)),
+        _timeline("changes", "Edits and state changes", compute.content_changes(
+            store, p, community)),
+    ]
+
+
+def _payload(kind: str, subject: str | None, label: str, p: Params,
+             panels: Callable[[], list[dict[str, Any]]], freshness: dict[str, Any]) -> dict[str, Any]:
+    return {"page": kind, "subject": subject, "period": label, "generated": p.now.isoformat(),
+            "newest": freshness["newest"], "events": freshness["events"], "panels": panels()}
+
+
+def _etag(kind: str, subject: str | None, label: str, freshness: dict[str, Any]) -> str:
+    # Relative periods move with the clock: the minute is part of the tag, so figures refresh at
+    # least once a minute even when no event arrives.
+    minute = datetime.now(UTC).strftime("%Y%m%d%H%M")
+    blob = json.dumps([kind, subject, label, freshness, minute], sort_keys=True)
+    return '"' + hashlib.sha256(blob.encode()).hexdigest()[:20] + '"'
+
+
+def _serve(request: HttpRequest, kind: str, subject: str | None, title: str,
+           build: Callable[[Params], list[dict[str, Any]]],
+           fresh: Callable[[Params], dict[str, Any]], data_url: str) -> HttpResponseBase:
+    """The page (``as_json`` False) or its JSON, 304 when the client's ETag still holds."""
+    as_json = request.path.endswith("data.json")
+    try:
+        label, p = _params(request)
+        freshness = fresh(p)
+        etag = _etag(kind, subject, label, freshness)
+        if as_json and request.headers.get("If-None-Match") == etag:
+            response: HttpResponseBase = HttpResponse(status=304)
+        else:
+            payload = _payload(kind, subject, label, p, lambda: build(p), freshness)
+            if as_json:
+                response = JsonResponse(payload)
+            else:
+                config = get_config()
+                response = render(request, "eventtrail/analytics/page.html", {
+                    "base_template": config["ANALYTICS_BASE_TEMPLATE"], "title": title,
+                    "payload": payload, "periods": list(PERIODS), "data_url": data_url,
+                    "poll_ms": int(config["ANALYTICS_POLL_SECONDS"] * 1000), "etag": etag,
+                    "links": links_for(request.user),
+                })
+    except QueryError as exc:
+        if not as_json:
+            return HttpResponse(f"{exc.param}: {exc.message}", status=400,
+                                content_type="text/plain; charset=utf-8")
+        return JsonResponse({"errors": [{"param": exc.param, "message": exc.message}]},
+                            status=400)
+    except StoreUnavailable as exc:
+        if as_json:
+            return JsonResponse({"errors": [{"param": None, "message": str(exc)}]}, status=503)
+        return render(request, "eventtrail/analytics/unavailable.html",
+                      {"base_template": get_config()["ANALYTICS_BASE_TEMPLATE"],
+                       "message": str(exc)}, status=503)
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def links_for(user: Any) -> list[tuple[str, str]]:
+    """The analytics pages this user may open, for navigation."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    links = [("My activity", reverse("eventtrail:analytics-me"))]
+    for slug in access.moderated(user):
+        links.append((f"{slug} stats", reverse("eventtrail:analytics-community", args=[slug])))
+    if access.sees_everything(user):
+        links.append(("Site stats", reverse("eventtrail:analytics-site")))
+    return links
+
+
+# --- my activity ---------------------------------------------------------------------------------
+
+
+def _user_panels(store: Any, p: Params, user: str) -> list[dict[str, Any]]:
+    viewed = compute.most_viewed(store, p, user=user)
+    mine = compute.user_articles(store, p, user)
+    by_state = mine["by_state"]
+    mine_rows = _article_rows(mine["results"], ["state", "views", "viewers"])
+    panels = [
+        _timeline("my-actions", "What I did", compute.events_over_time(store, p, user=user)),
+        _most_viewed_panel("my-viewed", "Articles I read most", viewed),
+        _table_panel("my-articles", "My articles by state", ["Article", "State", "Views",
+                                                            "Viewers"], mine_rows,
+                     note="States replayed from the event log; views in the period.",
+                     chart=_bar(list(by_state), [("articles", list(by_state.values()))],
+                                kind="doughnut")),
+    ]
+    # Recommendations read the last 30 days whatever the period: co-use needs the history.
+    p = replace(p, days=30)
+    likes = compute.communities_for_you(store, p, user)
+    like_rows = [[r["community"], r.get("lift", "popular"), r.get("co_users", r.get("users"))]
+                 for r in likes["results"]]
+    panels.append(_table_panel("for-you", "Communities you may like",
+                               ["Community", "Lift", "Shared users"], like_rows,
+                               note="Used by people active where you are, ranked by lift."))
+    if viewed["results"]:
+        top = str(viewed["results"][0]["article"])
+        also = compute.also_read(store, p, top, user)
+        rows = _article_rows(also["results"], ["lift", "co_users"])
+        name = _article_rows([{"article": top}], [])[0][0]["text"]
+        panels.append(_table_panel("also-read", f"Readers of “{name}” also read",
+                                   ["Article", "Lift", "Shared readers"], rows,
+                                   note="Articles you have read are left out."))
+    return panels
+
+
+@login_required
+@require_GET
+def my_activity(request: HttpRequest) -> HttpResponseBase:
+    """The user's own page; ``?user=<id>`` opens another user's, for staff only (else 403)."""
+    user = request.GET.get("user") or access.own_id(request.user)
+    access.check_user(request.user, user)
+    return _user_page(request, user)
+
+
+def _user_page(request: HttpRequest, user: str) -> HttpResponseBase:
+    store = get_store()
+    data_url = reverse("eventtrail:analytics-me-data")
+    if user != access.own_id(request.user):
+        data_url += f"?user={user}"
+    return _serve(request, "user", user, "My activity" if user == access.own_id(request.user)
+                  else f"Activity of user {user}",
+                  lambda p: _user_panels(store, p, user),
+                  lambda p: compute.freshness(store, p, user=user), data_url)
+
+
+my_activity_data = my_activity
+
+
+# --- community and site --------------------------------------------------------------------------
+
+
+def _community_panels(store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
+    trend = compute.trending(store, p, slug)
+    rows = _article_rows(trend["results"], ["score", "heat", "momentum", "views"])
+    trending = _table_panel(
+        "trending", f"Trending (last {trend['days']} days)",
+        ["Article", "Score", "Heat", "Momentum", "Views"], rows,
+        note=f"Decayed views (half-life {trend['half_life']:g} days), distinct viewers count "
+             "fully and repeat views a quarter, times the rise over the window before.",
+        chart=_bar([r[0] for r in rows], [("score", [r[1] for r in rows])], horizontal=True))
+    viewed = _most_viewed_panel("most-viewed", "Most viewed in the period",
+                                compute.most_viewed(store, p, community=slug))
+    return [trending, viewed, *_activity_panels(store, p, slug)]
+
+
+def _check_community(request: HttpRequest, slug: str) -> None:
+    access.check_community(request.user, slug)
+
+
+@login_required
+@require_GET
+def community(request: HttpRequest, slug: str) -> HttpResponseBase:
+    _check_community(request, slug)
+    store = get_store()
+    return _serve(request, "community", slug, f"Community {slug}",
+                  lambda p: _community_panels(store, p, slug),
+                  lambda p: compute.freshness(store, p, community=slug),
+                  reverse("eventtrail:analytics-community-data", args=[slug]))
+
+
+community_data = community
+
+
+def _site_panels(store: Any, p: Params) -> list[dict[str, Any]]:
+    viewed = _most_viewed_panel("most-viewed", "Most viewed articles",
+                                compute.most_viewed(store, p))
+    return [*_activity_panels(store, p, None), viewed]
+
+
+@login_required
+@require_GET
+def site(request: HttpRequest) -> HttpResponseBase:
+    if not access.sees_everything(request.user):
+        raise PermissionDenied("site-wide analytics are for staff")
+    store = get_store()
+    return _serve(request, "site", None, "Site activity", lambda p: _site_panels(store, p),
+                  lambda p: compute.freshness(store, p),
+                  reverse("eventtrail:analytics-site-data"))
+
+
+site_data = site

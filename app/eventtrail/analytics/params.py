@@ -1,0 +1,95 @@
+"""Analytics request parameters, read with the query API's own parsers and errors."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventtrail.api.query import (
+    Interval,
+    QueryError,
+    _bool,
+    _flat,
+    _int,
+    parse_date,
+    parse_interval,
+    parse_tz,
+)
+from eventtrail.conf import get_config
+
+COMMON = {"from", "to", "include_bots", "tz"}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything an analytic may take; each endpoint says which of these it reads."""
+
+    now: datetime
+    start: datetime | None
+    end: datetime | None
+    include_bots: bool
+    tz: str
+    interval: Interval
+    size: int
+    days: int
+    half_life: float
+    community: str | None
+    user: str | None
+    article: str | None
+    raw: tuple[tuple[str, str], ...]  # the request's parameters, for ETags
+
+
+def parse(
+    params: Mapping[str, Any], allowed: set[str], *, default_from: str | None = None,
+    default_interval: str = "day", now: datetime | None = None, default_days: int | None = None,
+) -> Params:
+    """Unknown parameters are a 400, as in the query API, so typos never pass silently."""
+    flat = _flat(params)
+    for name in flat:
+        if name not in allowed | COMMON:
+            known = ", ".join(sorted(allowed | COMMON))
+            raise QueryError(name, f"unknown parameter; this endpoint takes {known}")
+    moment = now or datetime.now(UTC)
+    raw_from = flat.get("from") or default_from
+    start = parse_date("from", raw_from, moment) if raw_from else None
+    end = parse_date("to", flat["to"], moment) if flat.get("to") else None
+    if start and end and start > end:
+        raise QueryError("to", "is before from")
+    include_bots = get_config()["INCLUDE_BOTS"]
+    if flat.get("include_bots"):
+        include_bots = _bool("include_bots", flat["include_bots"])
+    interval = parse_interval(flat.get("interval") or default_interval)
+    if interval.seconds and interval.seconds < 3600 and start is None:
+        raise QueryError("interval", "intervals under an hour need a from date")
+    config = get_config()
+    size = _int("size", flat["size"], 1, 100) if flat.get("size") else 10
+    days = default_days or config["TRENDING_DAYS"]
+    if flat.get("days"):
+        days = _int("days", flat["days"], 1, 90)
+    half_life = float(config["TRENDING_HALF_LIFE_DAYS"])
+    if flat.get("half_life"):
+        half_life = float(_int("half_life", flat["half_life"], 1, 90))
+    return Params(
+        now=moment, start=start, end=end, include_bots=include_bots,
+        tz=parse_tz(flat.get("tz")), interval=interval, size=size, days=days,
+        half_life=half_life, community=flat.get("community") or None,
+        user=flat.get("user") or None, article=flat.get("article") or None,
+        raw=tuple(sorted(flat.items())),
+    )
+
+
+def period(label: str) -> str | None:
+    """The page's period picker: 7d, 30d, 90d, 365d or all -> a ``from`` value; "7d" is seven
+    UTC days, today included."""
+    if label == "all":
+        return None
+    return f"now-{int(label[:-1]) - 1}d/d"
+
+
+def day_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def days_ago(moment: datetime, days: int) -> datetime:
+    return moment - timedelta(days=days)

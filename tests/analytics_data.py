@@ -1,0 +1,258 @@
+"""Events for the analytics tests (generated history plus crafted cases) and a Python oracle."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from community.activity import Generator, load_site
+from eventtrail import schema
+from eventtrail.capture import draft_for
+from eventtrail.delivery import prepare
+
+CRAFT = "craft-lab"
+READS = "craft-reads"  # the co-view case lives in a community of its own
+STEADY, RISING, REPEATED, BROAD = "9001", "9002", "9003", "9004"
+SEED_ARTICLE, NICHE, POPULAR, SINGLE, ALREADY = "9201", "9202", "9203", "9204", "9205"
+READERS = [str(9301 + i) for i in range(6)]  # READERS[-1] asks for recommendations
+CROWD = [str(9400 + i) for i in range(30)]
+
+
+def _view(at: datetime, user: str | None, article: str, community: str = CRAFT) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "eventtrail.community.slug": community, "eventtrail.community.id": "999",
+        "eventtrail.target.type": "article", "eventtrail.target.id": article,
+        "url.path": f"/c/{community}/a/{article}/", "http.request.method": "GET",
+        "http.response.status_code": 200,
+        "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101",
+    }
+    if user is not None:
+        fields.update({"user.id": user, "user.name": f"reader{user}"})
+    return draft_for("article.view", fields, at_ns=int(at.timestamp() * 1e9), remote="10.9.9.9")
+
+
+def crafted(until: datetime) -> list[dict[str, Any]]:
+    """Trending: steady (3 viewers a day for 20 days), rising (4 a day in the last 3 days),
+    repeated (one user, 12 views today), broad (12 users once today). Co-views: see READERS."""
+    today = until - timedelta(days=1)
+    out = []
+    for day in range(20):
+        at = today - timedelta(days=day) + timedelta(hours=10)
+        for i in range(3):
+            out.append(_view(at + timedelta(minutes=i), f"95{i:02d}", STEADY))
+    for day in range(3):
+        at = today - timedelta(days=day) + timedelta(hours=11)
+        for i in range(4):
+            out.append(_view(at + timedelta(minutes=i), f"96{i:02d}", RISING))
+    for i in range(12):
+        out.append(_view(today + timedelta(hours=12, minutes=i), "9700", REPEATED))
+        out.append(_view(today + timedelta(hours=13, minutes=i), f"98{i:02d}", BROAD))
+    at = today - timedelta(days=2) + timedelta(hours=9)
+    for n, reader in enumerate(READERS):
+        out.append(_view(at + timedelta(minutes=n), reader, SEED_ARTICLE, READS))
+    for reader in READERS[:5]:
+        out.append(_view(at + timedelta(hours=1), reader, NICHE, READS))
+    for reader in READERS[:3] + CROWD:
+        out.append(_view(at + timedelta(hours=2), reader, POPULAR, READS))
+    out.append(_view(at + timedelta(hours=3), READERS[0], SINGLE, READS))
+    for reader in READERS[:4] + READERS[-1:]:
+        out.append(_view(at + timedelta(hours=4), reader, ALREADY, READS))
+    out.append(_view(at + timedelta(hours=5), None, NICHE, READS))  # anonymous: a view, no reader
+    for day, article in ((1, STEADY), (1, RISING), (4, STEADY)):  # the seed has no edits
+        out.append(draft_for("article.edit", {
+            "eventtrail.community.slug": CRAFT, "eventtrail.community.id": "999",
+            "eventtrail.target.type": "article", "eventtrail.target.id": article,
+            "eventtrail.target.state": "published", "eventtrail.source": "signal",
+            "user.id": "9500", "user.name": "reader9500",
+        }, at_ns=int((today - timedelta(days=day, hours=-8)).timestamp() * 1e9)))
+    return out
+
+
+def build(until: datetime, events: int) -> list[str]:
+    site = load_site(random.Random(1))
+    generator = Generator(site, days=30, events=events, seed=1, until=until)
+    docs = []
+    for draft in [*generator.drafts(), *crafted(until)]:
+        prepared = prepare(draft)
+        assert prepared is not None
+        docs.append(prepared[1])
+    return docs
+
+
+# --- oracle: plain Python over the stored documents ---------------------------------------------
+
+
+def flat_events(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for doc in documents:
+        flat = schema.flatten(json.loads(json.dumps(doc)))
+        flat["_ts"] = datetime.fromisoformat(flat["@timestamp"].replace("Z", "+00:00"))
+        out.append(flat)
+    return out
+
+
+def human(events, start=None, end=None, action=None, community=None, user=None, bots=False):
+    for e in events:
+        if e.get("eventtrail.bot") and not bots:
+            continue
+        if start and e["_ts"] < start or end and e["_ts"] >= end:
+            continue
+        if action and e["event.action"] not in (action if isinstance(action, tuple) else (action,)):
+            continue
+        if community and e.get("eventtrail.community.slug") != community:
+            continue
+        if user and e.get("user.id") != user:
+            continue
+        yield e
+
+
+def trending(events, community, now, days=10, half_life=3.0):
+    today = (now - timedelta(microseconds=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    views: dict[str, dict[datetime, list[str | None]]] = defaultdict(lambda: defaultdict(list))
+    for e in human(events, start - timedelta(days=days), now, "article.view", community):
+        if e.get("eventtrail.target.type") == "article":
+            day = e["_ts"].replace(hour=0, minute=0, second=0, microsecond=0)
+            views[e["eventtrail.target.id"]][day].append(e.get("user.id"))
+    scores = {}
+    for article, by_day in views.items():
+        heat = previous = 0.0
+        for day, who in by_day.items():
+            distinct = len({u for u in who if u is not None})
+            weight = distinct + 0.25 * (len(who) - distinct)
+            if day >= start:
+                heat += math.pow(2, -(today - day).days / half_life) * weight
+            else:
+                age = (start - timedelta(days=1) - day).days
+                previous += math.pow(2, -age / half_life) * weight
+        if heat > 0:
+            momentum = min(max((heat + 1) / (previous + 1), 0.25), 4.0)
+            scores[article] = heat * momentum
+    return sorted(scores.items(), key=lambda kv: (-round(kv[1], 4), kv[0]))
+
+
+def most_viewed(events, start=None, end=None, community=None, user=None, bots=False):
+    views, viewers = Counter(), defaultdict(set)
+    for e in human(events, start, end, "article.view", community, user, bots):
+        if e.get("eventtrail.target.type") != "article":
+            continue
+        views[e["eventtrail.target.id"]] += 1
+        if e.get("user.id"):
+            viewers[e["eventtrail.target.id"]].add(e["user.id"])
+    return sorted(((a, n, len(viewers[a])) for a, n in views.items()), key=lambda r: (-r[1], r[0]))
+
+
+def user_articles(events, user, start=None, end=None):
+    """The user's articles with the state the event log replays to."""
+    mine = {e["eventtrail.target.id"] for e in human(events, action="article.create", user=user)}
+    state = {}
+    history = sorted(human(events, action=("article.create", "article.state_change")),
+                     key=lambda e: (e["_ts"], e["event.id"]))
+    for e in history:
+        if e["eventtrail.target.id"] in mine:
+            state[e["eventtrail.target.id"]] = e["eventtrail.target.state"]
+    views = {a: n for a, n, _ in most_viewed(events, start, end)}
+    return {a: (state[a], views.get(a, 0)) for a in mine}
+
+
+def days_between(start, end):
+    out, day = [], start
+    while day < end:
+        out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+def _day(e):
+    return e["_ts"].replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def active_users(events, start, end, community=None):
+    users = defaultdict(set)
+    for e in human(events, start, end, community=community):
+        if e.get("user.id"):
+            users[_day(e)].add(e["user.id"])
+    return [len(users[d]) for d in days_between(start, end)]
+
+
+def distinct_users(events, start, end, community=None):
+    return len({e["user.id"] for e in human(events, start, end, community=community)
+                if e.get("user.id")})
+
+
+def events_by_action(events, start, end, community=None, user=None):
+    counts = defaultdict(Counter)
+    for e in human(events, start, end, community=community, user=user):
+        counts[e["event.action"]][_day(e)] += 1
+    return {a: [c[d] for d in days_between(start, end)] for a, c in counts.items()}
+
+
+def content_changes(events, start, end, community=None):
+    counts = defaultdict(Counter)
+    for e in human(events, start, end, ("article.create", "article.edit", "article.state_change"),
+                   community):
+        if e.get("eventtrail.target.type") != "article":
+            continue
+        name = {"article.create": "created", "article.edit": "edited"}.get(e["event.action"])
+        counts[name or "→ " + e["eventtrail.target.state"]][_day(e)] += 1
+    return {n: [c[d] for d in days_between(start, end)] for n, c in counts.items()}
+
+
+def new_returning(events, start, end, community=None):
+    first = {}
+    for e in human(events, community=community):
+        if e.get("user.id"):
+            u = e["user.id"]
+            first[u] = min(first.get(u, e["_ts"]), e["_ts"])
+    new, back = Counter(), Counter()
+    seen = set()
+    for e in human(events, start, end, community=community):
+        if not e.get("user.id") or (e["user.id"], _day(e)) in seen:
+            continue
+        seen.add((e["user.id"], _day(e)))
+        if _day(e) == first[e["user.id"]].replace(hour=0, minute=0, second=0, microsecond=0):
+            new[_day(e)] += 1
+        else:
+            back[_day(e)] += 1
+    days = days_between(start, end)
+    return [new[d] for d in days], [back[d] for d in days]
+
+
+def top_members(events, start, end, community=None):
+    counts = Counter(e["user.id"] for e in human(events, start, end, community=community)
+                     if e.get("user.id"))
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _lift(used: dict[str, set[str]], peers: set[str], exclude: set[str]):
+    everyone = set().union(*used.values()) if used else set()
+    rows = []
+    for item, users in used.items():
+        co = len(users & peers)
+        if item in exclude or co < 2:
+            continue
+        rows.append((item, round(co * len(everyone) / (len(peers) * len(users)), 4), co))
+    return sorted(rows, key=lambda r: (-r[1], -r[2], r[0]))
+
+
+def also_read(events, article, user, now, days=30):
+    used = defaultdict(set)
+    for e in human(events, now - timedelta(days=days), now, "article.view"):
+        if e.get("user.id") and e.get("eventtrail.target.type") == "article":
+            used[e["eventtrail.target.id"]].add(e["user.id"])
+    read = {e["eventtrail.target.id"] for e in human(events, action="article.view", user=user)
+            if e.get("eventtrail.target.type") == "article"}
+    return _lift(used, used.get(article, set()) - {user}, read | {article})
+
+
+def communities_for_you(events, user, now, days=30):
+    used = defaultdict(set)
+    for e in human(events, now - timedelta(days=days), now):
+        if e.get("user.id") and e.get("eventtrail.community.slug"):
+            used[e["eventtrail.community.slug"]].add(e["user.id"])
+    mine = {c for c, users in used.items() if user in users}
+    peers = set().union(*(used[c] for c in mine)) - {user} if mine else set()
+    return _lift(used, peers, mine)

@@ -1,0 +1,133 @@
+"""Module fixtures for the analytics tests: the seeded site, its history, each store."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import Any
+
+import eventtrail
+import pytest
+from community.activity import default_until
+from community.models import Article, Community, Membership
+from community.seed import seed
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connections
+from eventtrail import schema
+from eventtrail.delivery.sinks import DatabaseSink
+from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
+from eventtrail.stores.database import reset_rollups
+
+from tests import analytics_data as data
+from tests import pg_fixture
+from tests.es_adapter import OpenSearchCompatNode, opensearch_template
+
+DATA_STREAM = "logs-eventtrail-analyticstest"
+PG_ALIAS = "analytics_pg"
+UNTIL = default_until()
+EVENTS = 6000
+
+
+@pytest.fixture(scope="module")
+def history(django_db_setup, django_db_blocker):
+    """The demo site seeded, its history generated with the crafted cases, in the database
+    store; whatever the store held before is put back afterwards."""
+    User = get_user_model()
+    with django_db_blocker.unblock():
+        users_before = set(User.objects.values_list("pk", flat=True))
+        stash = list(StoredEvent.objects.using("events").all())
+        StoredEvent.objects.using("events").all().delete()
+        reset_rollups("events")
+        with eventtrail.suppressed():
+            seed()
+        DatabaseSink("events").send(data.build(UNTIL, EVENTS))
+        documents = list(StoredEvent.objects.using("events").values_list("document", flat=True))
+        User.objects.create(username="analyst", is_staff=True)
+        site_states = {str(a.pk): (a.state, str(a.author_id)) for a in Article.objects.all()}
+        moderator = Membership.objects.filter(role=Membership.Role.MODERATOR).select_related(
+            "user", "community").order_by("pk").first()
+    try:
+        yield {"documents": documents, "events": data.flat_events(documents),
+               "site_states": site_states, "moderator": (moderator.user.username,
+                                                         moderator.community.slug)}
+    finally:
+        with django_db_blocker.unblock():
+            StoredEvent.objects.using("events").all().delete()
+            StoredEvent.objects.using("events").bulk_create(stash, batch_size=500)
+            reset_rollups("events")
+            Community.objects.all().delete()
+            User.objects.exclude(pk__in=users_before).delete()
+
+
+@pytest.fixture(scope="module")
+def es_history(engine, history) -> str:
+    client = engine.client
+    template = opensearch_template(schema.index_template(DATA_STREAM, ilm_policy=None,
+                                                         priority=778))
+    template["index_patterns"] = [DATA_STREAM]
+    client.indices.put_index_template(name="eventtrail-analyticstest", **template)
+    client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
+    operations: list[dict[str, Any]] = []
+    for doc in history["documents"]:
+        operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
+        operations.append(doc)
+    result = client.bulk(operations=operations, refresh=True)
+    assert not result["errors"]
+    return engine.url
+
+
+@pytest.fixture(scope="module")
+def pg_history(django_db_blocker, history) -> Iterator[str]:
+    """The same events (and empty rollups) on a throwaway PostgreSQL, under their own alias."""
+    try:
+        running = pg_fixture.cluster()
+        server = next(running)
+    except pg_fixture.PostgresError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
+    base = dict(connections.settings["events"])
+    base.update(server.django())
+    base["TEST"] = {**base["TEST"], "NAME": server.name}
+    connections.settings[PG_ALIAS] = base
+    try:
+        with django_db_blocker.unblock():
+            with connections[PG_ALIAS].schema_editor() as editor:
+                for model in (StoredEvent, UserRollup, TargetRollup, RollupState):
+                    editor.create_model(model)
+            DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in history["documents"]])
+            assert StoredEvent.objects.using(PG_ALIAS).count() == len(history["documents"])
+        yield PG_ALIAS
+    finally:
+        connections[PG_ALIAS].close()
+        with suppress(StopIteration):
+            next(running)
+
+
+@pytest.fixture(scope="module", params=[
+    "database",
+    pytest.param("postgresql", marks=[
+        pytest.mark.postgres, pytest.mark.django_db(databases=["default", "events", PG_ALIAS])]),
+    pytest.param("elasticsearch", marks=pytest.mark.engine),
+])
+def backend(request, history) -> dict[str, Any]:
+    """Module-wide, so a store's data (and the PostgreSQL alias) exist before any test's
+    database access is set up."""
+    if request.param == "postgresql":
+        return {"name": "postgresql", "STORE": "database",
+                "DATABASE_ALIAS": request.getfixturevalue("pg_history")}
+    if request.param == "elasticsearch":
+        return {"name": "elasticsearch", "STORE": "elasticsearch",
+                "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_history")],
+                "DATA_STREAM": DATA_STREAM,
+                "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode}}
+    return {"name": "database", "STORE": "database"}
+
+
+@pytest.fixture
+def store(backend, settings) -> str:
+    config = {**settings.EVENTTRAIL, "API_THROTTLE_RATE": "100000/min",
+              "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
+              **{k: v for k, v in backend.items() if k != "name"}}
+    settings.EVENTTRAIL = config
+    cache.clear()
+    return str(backend["name"])

@@ -1,0 +1,97 @@
+"""The analytics pages: who may open which, server-rendered numbers, and the ETag'd poll."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from community.models import Community, Membership
+from django.contrib.auth import get_user_model
+from django.test import Client
+from eventtrail.delivery.sinks import DatabaseSink
+
+from tests import analytics_data as data
+from tests import analytics_fixtures as fixtures
+
+pytestmark = pytest.mark.django_db(databases=["default", "events"])
+history = fixtures.history
+
+
+@pytest.fixture
+def database_store(settings, history):
+    settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "database",
+                           "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
+                           "TARGET_LABELS": "community.event_types.target_labels"}
+
+
+def browser_for(username: str) -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    return client
+
+
+def an_author(history) -> str:
+    author = sorted({e["user.id"] for e in data.human(history["events"], action="article.create")})[0]
+    return get_user_model().objects.get(pk=int(author)).username
+
+
+def test_my_activity_renders_tables_from_the_server(database_store, history):
+    username = an_author(history)
+    response = browser_for(username).get("/analytics/me/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for title in ("What I did", "Articles I read most", "My articles by state",
+                  "Communities you may like"):
+        assert title in html
+    assert 'id="et-analytics-data"' in html and "eventtrail/analytics.js" in html
+    assert re.search(r"<td>(draft|submitted|published|rejected|archived)</td>", html)
+    # Article titles and links come from the demo's TARGET_LABELS hook.
+    assert re.search(r'<td><a href="/c/[\w-]+/a/\d+/">', html)
+    assert 'href="/analytics/me/"' in html  # the nav link
+
+
+def test_the_poll_answers_304_until_an_event_arrives(database_store, history):
+    username = an_author(history)
+    client = browser_for(username)
+    first = client.get("/analytics/me/data.json")
+    assert first.status_code == 200 and first["ETag"]
+    assert first.json()["panels"]
+    again = client.get("/analytics/me/data.json", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again.content == b""
+    user = get_user_model().objects.get(username=username)
+    DatabaseSink("events").send([data.prepare(data._view(
+        fixtures.UNTIL, str(user.pk), data.STEADY))[1]])
+    changed = client.get("/analytics/me/data.json", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+    assert changed.json()["events"] == first.json()["events"] + 1
+
+
+def test_nobody_opens_another_users_or_communitys_page(database_store, history):
+    username = an_author(history)
+    client = browser_for(username)
+    other = get_user_model().objects.exclude(username=username).exclude(is_staff=True).first()
+    assert client.get(f"/analytics/me/?user={other.pk}").status_code == 403
+    assert client.get(f"/analytics/me/data.json?user={other.pk}").status_code == 403
+    moderated = set(Membership.objects.filter(user__username=username,
+                                              role=Membership.Role.MODERATOR)
+                    .values_list("community__slug", flat=True))
+    foreign = Community.objects.exclude(slug__in=moderated).first()
+    assert client.get(f"/analytics/c/{foreign.slug}/").status_code == 403
+    assert client.get(f"/analytics/c/{foreign.slug}/data.json").status_code == 403
+    assert client.get("/analytics/site/").status_code == 403
+    assert Client().get("/analytics/me/").status_code == 302  # to the login page
+
+
+def test_moderators_and_staff_see_their_pages(database_store, history):
+    username, slug = history["moderator"]
+    response = browser_for(username).get(f"/analytics/c/{slug}/?period=90d")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Trending (last 10 days)" in html and "Most active members" in html
+    assert f'href="/analytics/c/{slug}/"' in html  # nav link from the hook
+    site = browser_for("analyst").get("/analytics/site/?period=all")
+    assert site.status_code == 200 and "New and returning users" in site.content.decode()
+    assert browser_for("analyst").get("/analytics/me/?user=1").status_code == 200
+    bad = browser_for("analyst").get("/analytics/site/data.json?period=1000y")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["param"] == "period"
+    page = browser_for("analyst").get("/analytics/site/?period=1000y")
+    assert page.status_code == 400 and page.content.startswith(b"period:")
