@@ -358,4 +358,4 @@ def test_the_tcp_sink_leaves_the_librarys_global_settings_alone():
 
     before = constants.SOCKET_CLOSE_WAIT_TIMEOUT
     LogstashTcpSink(["tcp://127.0.0.1:1"])
-    assert constants.SOCKET_CLOSE_WAIT_TIMEOUT == before
+    assert before == constants.SOCKET_CLOSE_WAIT_TIMEOUT

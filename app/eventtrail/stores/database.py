@@ -20,6 +20,7 @@ from django.db.models import (
     Max,
     Min,
     Model,
+    OrderBy,
     Q,
     QuerySet,
     Sum,
@@ -156,6 +157,23 @@ def _after(keys: list[tuple[str, bool, bool]], values: list[Any]) -> Q:
     if not nulls_first:
         q |= Q(**{f"{column}__isnull": True})
     return q
+
+
+def _nullable(name: str) -> bool:
+    return bool(StoredEvent._meta.get_field(registry.FIELDS[name].column or "").null)
+
+
+def _order(column: str, descending: bool, nulls_first: bool, nullable: bool) -> OrderBy:
+    """Missing values placed as asked; a NOT NULL column gets a plain direction.
+
+    PostgreSQL reads an index backwards only for the opposite of its NULLS placement, so a
+    ``DESC NULLS LAST`` on ``timestamp`` could never use the ``(..., timestamp)`` indexes.
+    """
+    if not nullable:
+        return OrderBy(F(column), descending=descending)
+    if nulls_first:
+        return OrderBy(F(column), descending=descending, nulls_first=True)
+    return OrderBy(F(column), descending=descending, nulls_last=True)
 
 
 def _decode(name: str, value: Any) -> Any:
@@ -343,16 +361,8 @@ class DatabaseStore:
         keys = [
             (c, k.descending != reverse, reverse) for c, k in zip(columns, query.sort, strict=True)
         ]
-        order = [
-            F(c).desc(nulls_first=True)
-            if d and nf
-            else F(c).desc(nulls_last=True)
-            if d
-            else F(c).asc(nulls_first=True)
-            if nf
-            else F(c).asc(nulls_last=True)
-            for c, d, nf in keys
-        ]
+        nullable = [_nullable(k.field) for k in query.sort]
+        order = [_order(c, d, nf, n) for (c, d, nf), n in zip(keys, nullable, strict=True)]
         total = None
         capped = False
         if query.page is not None:
