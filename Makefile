@@ -44,7 +44,7 @@ seed: install
 	$(MANAGE) generate_activity --days 30 --events $(DEV_EVENTS) --seed 1 --if-empty
 
 dev: seed
-	@echo "Open http://$(HOST):$(PORT)/ - the API at /api/events/ (docs: /api/docs/), delivery counters at /eventtrail/stats/ (staff)"
+	@echo "Open http://$(HOST):$(PORT)/ - analytics at /analytics/me/, the API at /api/events/ (docs: /api/docs/), delivery counters at /eventtrail/stats/ (staff)"
 	$(MANAGE) runserver $(HOST):$(PORT)
 
 test: install frontend/node_modules/.package-lock.json
@@ -60,6 +60,8 @@ engine: install
 bench: install
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/analytics.py
 
 up:
 	$(PYTHON) scripts/make_env.py
