@@ -41,6 +41,8 @@ ARTICLE_VIEW = "article.view"
 ARTICLE_EDIT = "article.edit"
 ARTICLE_STATE_CHANGE = "article.state_change"
 USER_LOGIN = "user.login"
+SCROLL = "browser.scroll"
+VIDEO_ACTIONS = ("video.play", "video.progress", "video.ended")
 USER_LOGIN_FAILED = "user.login_failed"
 
 HUMANS_ONLY = "not eventtrail.bot : true"
@@ -183,6 +185,18 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                   query=f'event.action : "{ARTICLE_STATE_CHANGE}"',
                   description="State transitions, broken down by the state the article moved "
                   "to (eventtrail.target.state).", height=14),
+            Panel("Reading depth", "bar_horizontal", (count("Scroll events"),),
+                  x=top("eventtrail.browser.scroll_depth", "Depth reached (%)", 4, other=False),
+                  query=f'event.action : "{SCROLL}"',
+                  description="browser.scroll events by the depth they reached (25, 50, 75, "
+                  "100 %), each reported once per page view. Per-article shares are on the "
+                  "app's community analytics page.", height=14),
+            Panel("Video completion", "bar_horizontal", (count("Events"),),
+                  x=top("event.action", "Video event", 5, other=False),
+                  query="event.action : (" + " or ".join(f'"{a}"' for a in VIDEO_ACTIONS) + ")",
+                  description="Plays, quartiles reached (all four together) and ends: ended / "
+                  "play is the completion rate. Per-video figures are on the app's analytics pages.",
+                  height=14),
         ),
     ),
     Dashboard(

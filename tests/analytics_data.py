@@ -19,6 +19,16 @@ STEADY, RISING, REPEATED, BROAD = "9001", "9002", "9003", "9004"
 SEED_ARTICLE, NICHE, POPULAR, SINGLE, ALREADY = "9201", "9202", "9203", "9204", "9205"
 READERS = [str(9301 + i) for i in range(6)]  # READERS[-1] asks for recommendations
 CROWD = [str(9400 + i) for i in range(30)]
+DEPTH = "reading-lab"  # reading depth and video completion; sorts after the tested communities
+DEEP, SKIM, SHORT, UNREAD = "9501", "9502", "9503", "9504"
+# article -> (views, scroll events reaching 25, 50, 75, 100): SHORT has an extra full scroll
+# (a page restored from the back-forward cache), so its share is capped at 1.
+SCROLLS = {DEEP: (8, (8, 7, 5, 4)), SKIM: (5, (3, 1, 0, 0)), SHORT: (2, (3, 3, 3, 3)),
+           UNREAD: (1, (0, 0, 0, 0))}
+# video -> (plays, progress events at 25, 50, 75, 100, ended)
+# (9502 and 9503 tie on plays: the video id breaks the tie, as on every store)
+VIDEOS = {"article-9501": (6, (5, 4, 3, 2), 2), "article-9503": (2, (2, 2, 2, 2), 2),
+          "article-9502": (2, (1, 0, 0, 0), 0)}
 
 
 def _view(at: datetime, user: str | None, article: str, community: str = CRAFT) -> dict[str, Any]:
@@ -71,11 +81,52 @@ def crafted(until: datetime) -> list[dict[str, Any]]:
     return out
 
 
+def _browser(action: str, at: datetime, user: str, article: str,
+             fields: dict[str, Any]) -> dict[str, Any]:
+    return draft_for(action, {
+        "eventtrail.community.slug": DEPTH, "eventtrail.community.id": "998",
+        "eventtrail.target.type": "article", "eventtrail.target.id": article,
+        "url.path": f"/c/{DEPTH}/a/{article}/", "eventtrail.source": "browser",
+        "user.id": user, "user.name": f"reader{user}", **fields,
+    }, at_ns=int(at.timestamp() * 1e9), remote="10.9.9.8")
+
+
+def engagement(until: datetime) -> list[dict[str, Any]]:
+    """Views and scroll events per article (SCROLLS) and video events (VIDEOS), two days ago."""
+    at = until - timedelta(days=2, hours=-8)
+    out = []
+    for n, (article, (views, reached)) in enumerate(SCROLLS.items()):
+        for i in range(views):
+            out.append(_view(at + timedelta(minutes=n * 10 + i), f"99{i:02d}", article, DEPTH))
+        for depth, count in zip((25, 50, 75, 100), reached, strict=True):
+            for i in range(count):
+                out.append(_browser("browser.scroll", at + timedelta(minutes=n * 10 + i, seconds=5),
+                                    f"99{i:02d}", article,
+                                    {"eventtrail.browser.scroll_depth": depth}))
+    for video, (plays, progress, ended) in VIDEOS.items():
+        article = video.removeprefix("article-")
+        media = {"eventtrail.video.id": video, "eventtrail.video.duration": 120.0}
+        later = at + timedelta(hours=1)
+        for i in range(plays):
+            out.append(_browser("video.play", later + timedelta(minutes=i), f"99{i:02d}", article,
+                                {**media, "eventtrail.video.position": 0.0}))
+        for quartile, count in zip((25, 50, 75, 100), progress, strict=True):
+            for i in range(count):
+                out.append(_browser("video.progress", later + timedelta(minutes=i, seconds=30),
+                                    f"99{i:02d}", article,
+                                    {**media, "eventtrail.video.position": 1.2 * quartile,
+                                     "eventtrail.video.progress": quartile}))
+        for i in range(ended):
+            out.append(_browser("video.ended", later + timedelta(minutes=i, seconds=50),
+                                f"99{i:02d}", article, {**media, "eventtrail.video.position": 120.0}))
+    return out
+
+
 def build(until: datetime, events: int) -> list[str]:
     site = load_site(random.Random(1))
     generator = Generator(site, days=30, events=events, seed=1, until=until)
     docs = []
-    for draft in [*generator.drafts(), *crafted(until)]:
+    for draft in [*generator.drafts(), *crafted(until), *engagement(until)]:
         prepared = prepare(draft)
         assert prepared is not None
         docs.append(prepared[1])
@@ -256,3 +307,36 @@ def communities_for_you(events, user, now, days=30):
     mine = {c for c, users in used.items() if user in users}
     peers = set().union(*(used[c] for c in mine)) - {user} if mine else set()
     return _lift(used, peers, mine)
+
+
+def _capped(part, whole):
+    return round(min(part / whole, 1.0), 4) if whole else None
+
+
+def reading_depth(events, start=None, end=None, community=None):
+    """(article, views, [scroll events reaching 25, 50, 75, 100], [shares]), most viewed first."""
+    rows = most_viewed(events, start, end, community)
+    reached = Counter()
+    for e in human(events, start, end, "browser.scroll", community):
+        if e.get("eventtrail.target.type") == "article":
+            reached[e["eventtrail.target.id"], e["eventtrail.browser.scroll_depth"]] += 1
+    out = []
+    for article, views, _ in rows:
+        counts = [reached[article, d] for d in (25, 50, 75, 100)]
+        out.append((article, views, counts, [_capped(n, views) for n in counts]))
+    return out
+
+
+def video_completion(events, start=None, end=None, community=None):
+    """(video, plays, [progress events at 25, 50, 75, 100], ended, completion), most played."""
+    plays, ended, progress = Counter(), Counter(), Counter()
+    for e in human(events, start, end, ("video.play", "video.progress", "video.ended"), community):
+        video = e["eventtrail.video.id"]
+        if e["event.action"] == "video.play":
+            plays[video] += 1
+        elif e["event.action"] == "video.ended":
+            ended[video] += 1
+        else:
+            progress[video, e["eventtrail.video.progress"]] += 1
+    return [(v, n, [progress[v, q] for q in (25, 50, 75, 100)], ended[v], _capped(ended[v], n))
+            for v, n in sorted(plays.items(), key=lambda kv: (-kv[1], kv[0]))]

@@ -117,6 +117,50 @@ def test_own_articles_by_state_replay_to_the_site_database(store, events, histor
     assert checked == len(site)
 
 
+def test_reading_depth_on_the_crafted_articles(store, events):
+    body = get("reading-depth", {"community": data.DEPTH})
+    assert body["depths"] == [25, 50, 75, 100]
+    got = {r["article"]: (r["views"], r["reached"]) for r in body["results"]}
+    assert got == {a: (views, list(reached)) for a, (views, reached) in data.SCROLLS.items()}
+    share = {r["article"]: r["share"] for r in body["results"]}
+    assert share[data.DEEP] == [1.0, 0.875, 0.625, 0.5]
+    assert share[data.SKIM] == [0.6, 0.2, 0.0, 0.0]
+    assert share[data.SHORT] == [1.0] * 4  # three full scrolls for two views: capped
+    assert [r["article"] for r in body["results"]] == [data.DEEP, data.SKIM, data.SHORT,
+                                                        data.UNREAD]
+    assert [(r["article"], r["views"], r["reached"], r["share"]) for r in body["results"]] == \
+        [(a, v, c, s) for a, v, c, s in data.reading_depth(events, community=data.DEPTH)]
+
+
+def test_reading_depth_in_generated_communities_and_site_wide(store, events):
+    for slug in communities(events)[:2]:
+        body = get("reading-depth", {"community": slug, "from": START.isoformat(),
+                                     "to": UNTIL.isoformat(), "size": 20})
+        want = data.reading_depth(events, START, UNTIL, slug)[:20]
+        assert [(r["article"], r["views"], r["reached"]) for r in body["results"]] == \
+            [(a, v, c) for a, v, c, _ in want]
+    site = get("reading-depth", {"size": 100})
+    assert [(r["article"], r["views"], r["reached"], r["share"]) for r in site["results"]] == \
+        data.reading_depth(events)[:100]
+
+
+def test_video_completion_on_the_crafted_videos(store, events):
+    body = get("video-completion", {"community": data.DEPTH})
+    assert body["quartiles"] == [25, 50, 75, 100]
+    got = [(r["video"], r["plays"], r["progress"], r["ended"], r["completion"])
+           for r in body["results"]]
+    assert got == [("article-9501", 6, [5, 4, 3, 2], 2, 0.3333),
+                   ("article-9502", 2, [1, 0, 0, 0], 0, 0.0),
+                   ("article-9503", 2, [2, 2, 2, 2], 2, 1.0)]
+    assert got == data.video_completion(events, community=data.DEPTH)
+    site = get("video-completion", {"from": START.isoformat(), "to": UNTIL.isoformat()})
+    assert [(r["video"], r["plays"], r["progress"], r["ended"], r["completion"])
+            for r in site["results"]] == data.video_completion(events, START, UNTIL)[:10]
+    before = get("video-completion", {"community": data.DEPTH,
+                                      "to": (UNTIL - timedelta(days=3)).isoformat()})
+    assert before["results"] == []
+
+
 # --- activity over time ------------------------------------------------------------------------
 
 
@@ -230,6 +274,8 @@ def test_users_see_their_own_and_nobody_elses(store, events):
         get(name, {"user": other}, user=username, status=403)
     get("active-users", {}, user=username, status=403)  # site-wide: staff only
     get("trending", {"community": communities(events)[0]}, user=username, status=403)
+    get("reading-depth", {"community": data.DEPTH}, user=username, status=403)
+    get("video-completion", {}, user=username, status=403)
 
 
 def test_moderators_see_their_community_only(store, history, events):
@@ -238,6 +284,10 @@ def test_moderators_see_their_community_only(store, history, events):
     assert get("top-members", {"community": slug}, user=username)["community"] == slug
     other = next(c.slug for c in Community.objects.exclude(slug=slug))
     get("top-members", {"community": other}, user=username, status=403)
+    assert get("reading-depth", {"community": slug}, user=username)["community"] == slug
+    assert get("video-completion", {"community": slug}, user=username)["results"] == []
+    get("reading-depth", {"community": other}, user=username, status=403)
+    get("video-completion", {"community": other}, user=username, status=403)
 
 
 @pytest.mark.parametrize("name,params,param", [
@@ -247,6 +297,8 @@ def test_moderators_see_their_community_only(store, history, events):
     ("active-users", {"from": "yesterday"}, "from"),
     ("most-viewed", {"colour": "red"}, "colour"),
     ("also-read", {}, "article"),
+    ("reading-depth", {"size": "0"}, "size"),
+    ("video-completion", {"interval": "day"}, "interval"),
     ("events-over-time", {"tz": "Mars/Olympus"}, "tz"),
 ])
 def test_errors_name_the_parameter(store, name, params, param):

@@ -95,3 +95,21 @@ def test_moderators_and_staff_see_their_pages(database_store, history):
     assert bad.status_code == 400 and bad.json()["errors"][0]["param"] == "period"
     page = browser_for("analyst").get("/analytics/site/?period=1000y")
     assert page.status_code == 400 and page.content.startswith(b"period:")
+
+
+def test_reading_depth_and_video_completion_render_without_javascript(database_store, history):
+    response = browser_for("analyst").get(f"/analytics/c/{data.DEPTH}/?period=7d")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Reading depth" in html and "Video completion" in html
+    # DEEP: 8 views, 7 scrolls reached 50 %; SHORT is capped at 100 %.
+    assert re.search(r"<td>8</td><td>8 \(100%\)</td><td>7 \(88%\)</td><td>5 \(62%\)</td>"
+                     r"<td>4 \(50%\)</td>", html)
+    assert re.search(r"<td>article-9501</td><td>6</td><td>5</td><td>4</td><td>3</td><td>2</td>"
+                     r"<td>2</td><td>33%</td>", html)
+    panels = {p["id"]: p for p in browser_for("analyst").get(
+        f"/analytics/c/{data.DEPTH}/data.json?period=7d").json()["panels"]}
+    assert panels["reading-depth"]["chart"]["datasets"][1]["data"][0] == 88
+    assert panels["video-completion"]["chart"]["labels"][0] == "article-9501"
+    site = browser_for("analyst").get("/analytics/site/data.json?period=7d").json()
+    assert {"reading-depth", "video-completion"} <= {p["id"] for p in site["panels"]}

@@ -39,6 +39,7 @@ EXPECTED_PANELS = {
     "eventtrail-content": {
         "Most viewed articles", "Trending articles (views in the last 10 days)",
         "Article edits over time", "Article state changes by new state",
+        "Reading depth", "Video completion",
     },
     "eventtrail-users": {
         "Logins", "Failed logins", "Users who logged in", "Logins over time",

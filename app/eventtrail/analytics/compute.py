@@ -18,9 +18,15 @@ VIEW = "article.view"
 CREATE = "article.create"
 STATE_CHANGE = "article.state_change"
 EDIT = "article.edit"
+SCROLL = "browser.scroll"
+PLAY, PROGRESS, ENDED = "video.play", "video.progress", "video.ended"
 TARGET = "eventtrail.target.id"
 COMMUNITY = "eventtrail.community.slug"
 USER = "user.id"
+DEPTH = "eventtrail.browser.scroll_depth"
+VIDEO = "eventtrail.video.id"
+QUARTILE = "eventtrail.video.progress"
+QUARTILES = (25, 50, 75, 100)  # the browser script reports each once per page view or video
 
 REPEAT_WEIGHT = 0.25  # a repeat view by the same user that day counts a quarter of a new viewer
 MOMENTUM_BOUNDS = (0.25, 4.0)
@@ -36,7 +42,7 @@ def where(
     user: str | None = None, users: Sequence[str] | None = None,
     communities: Sequence[str] | None = None, target: str | None = None,
     start: datetime | None = None, end: datetime | None = None, timeless: bool = False,
-    has: str | None = None,
+    has: str | None = None, equals: dict[str, Any] | None = None,
 ) -> Where:
     """A store filter; ``p`` gives the period and the bot rule unless ``timeless``."""
     filters: list[Filter] = []
@@ -58,6 +64,8 @@ def where(
         filters.append(Filter(TARGET, "exact", target))
     if has is not None:
         filters.append(Filter(has, "exists", True))
+    for name, value in (equals or {}).items():
+        filters.append(Filter(name, "exact", value))
     if p is not None and not timeless:
         start = start or p.start
         end = end or p.end
@@ -154,6 +162,56 @@ def user_articles(store: Store, p: Params, user: str) -> dict[str, Any]:
     for a in articles:
         by_state[a["state"]] = by_state.get(a["state"], 0) + 1
     return {"user": user, **_period(p), "by_state": by_state, "results": articles}
+
+
+def _share(part: int, whole: int) -> float | None:
+    return _round(min(part / whole, 1.0)) if whole else None
+
+
+def reading_depth(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """How far readers scroll, per article: its views and, per depth, the ``browser.scroll``
+    events that reached it.
+
+    The ``size`` most viewed articles of the period are shown. ``share`` is scroll events at a
+    depth divided by the article's views, capped at 1: the script reports each depth once per
+    page view, so it is the share of views that reached the depth; the cap absorbs the few
+    scroll events without a counted view (a page restored from the back-forward cache, a view
+    just before the period began).
+    """
+    views = store.tally(where(p, actions=[VIEW], community=community), TARGET, size=p.size)
+    ids = [t.key for t in views]
+    reached: dict[int, dict[str, int]] = {}
+    for depth in QUARTILES:
+        scrolls = where(p, actions=[SCROLL], community=community,
+                        equals={"eventtrail.target.type": "article", DEPTH: depth})
+        reached[depth] = {t.key: t.events for t in store.tally(scrolls, TARGET, keys=ids)}
+    rows = []
+    for t in views:
+        counts = [reached[d].get(t.key, 0) for d in QUARTILES]
+        rows.append({"article": t.key, "views": t.events, "viewers": t.users, "reached": counts,
+                     "share": [_share(n, t.events) for n in counts]})
+    return {"community": community, **_period(p), "depths": list(QUARTILES), "results": rows}
+
+
+def video_completion(store: Store, p: Params, community: str | None) -> dict[str, Any]:
+    """How far videos are watched, per ``eventtrail.video.id``: plays (``video.play``), the
+    ``video.progress`` events per quartile, ``video.ended`` and ``completion = ended / plays``
+    (capped at 1, for an end whose play fell before the period). The ``size`` most played."""
+    plays = store.tally(where(p, actions=[PLAY], community=community), VIDEO, size=p.size)
+    ids = [t.key for t in plays]
+    progress: dict[int, dict[str, int]] = {}
+    for quartile in QUARTILES:
+        reached = where(p, actions=[PROGRESS], community=community, equals={QUARTILE: quartile})
+        progress[quartile] = {t.key: t.events for t in store.tally(reached, VIDEO, keys=ids)}
+    ended = {t.key: t.events for t in store.tally(where(p, actions=[ENDED], community=community),
+                                                  VIDEO, keys=ids)}
+    rows = []
+    for t in plays:
+        done = ended.get(t.key, 0)
+        rows.append({"video": t.key, "plays": t.events, "viewers": t.users,
+                     "progress": [progress[q].get(t.key, 0) for q in QUARTILES],
+                     "ended": done, "completion": _share(done, t.events)})
+    return {"community": community, **_period(p), "quartiles": list(QUARTILES), "results": rows}
 
 
 # --- people and activity over time -----------------------------------------------------------

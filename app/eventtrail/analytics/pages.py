@@ -99,6 +99,46 @@ def _most_viewed_panel(pid: str, title: str, data: dict[str, Any], note: str = "
     return _table_panel(pid, title, ["Article", "Views", "Viewers"], rows, chart=chart, note=note)
 
 
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.0f}%"
+
+
+def _engagement_panels(store: Any, p: Params, community: str | None) -> list[dict[str, Any]]:
+    """Reading depth per article and video completion; charts only when there is data, so an
+    empty panel never draws a blank canvas."""
+    depth = compute.reading_depth(store, p, community)
+    depths = [f"{d}%" for d in depth["depths"]]
+    rows = _article_rows(depth["results"], ["views"])
+    for row, r in zip(rows, depth["results"], strict=True):
+        row.extend(f"{n} ({_percent(s)})" for n, s in zip(r["reached"], r["share"], strict=True))
+    results = depth["results"]
+    depth_chart = None
+    if any(any(r["reached"]) for r in results):
+        depth_chart = _bar([r[0] for r in rows], [
+            (f"reached {label}", [round((r["share"][i] or 0) * 100) for r in results])
+            for i, label in enumerate(depths)], horizontal=True)
+    video = compute.video_completion(store, p, community)
+    quartiles = [f"{q}%" for q in video["quartiles"]]
+    video_rows = [[r["video"], r["plays"], *r["progress"], r["ended"], _percent(r["completion"])]
+                  for r in video["results"]]
+    video_chart = _bar([r["video"] for r in video["results"]], [
+        ("plays", [r["plays"] for r in video["results"]]),
+        *[(f"reached {q}", [r["progress"][i] for r in video["results"]])
+          for i, q in enumerate(quartiles)],
+        ("ended", [r["ended"] for r in video["results"]])],
+        horizontal=True) if video["results"] else None
+    return [
+        _table_panel("reading-depth", "Reading depth", ["Article", "Views", *[
+            f"Reached {d}" for d in depths]], rows, chart=depth_chart,
+            note="Most viewed articles; per depth, the scroll events that reached it and their "
+                 "share of the article's views (capped at 100%)."),
+        _table_panel("video-completion", "Video completion", [
+            "Video", "Plays", *[f"Reached {q}" for q in quartiles], "Ended", "Completion"],
+            video_rows, chart=video_chart,
+            note="Most played videos; completion is ended / plays (capped at 100%)."),
+    ]
+
+
 def _activity_panels(store: Any, p: Params, community: str | None) -> list[dict[str, Any]]:
     active = compute.active_users(store, p, community)
     returning = compute.new_returning(store, p, community)
@@ -263,7 +303,8 @@ def _community_panels(store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
         chart=_bar([r[0] for r in rows], [("score", [r[1] for r in rows])], horizontal=True))
     viewed = _most_viewed_panel("most-viewed", "Most viewed in the period",
                                 compute.most_viewed(store, p, community=slug))
-    return [trending, viewed, *_activity_panels(store, p, slug)]
+    return [trending, viewed, *_engagement_panels(store, p, slug),
+            *_activity_panels(store, p, slug)]
 
 
 def _check_community(request: HttpRequest, slug: str) -> None:
@@ -287,7 +328,7 @@ community_data = community
 def _site_panels(store: Any, p: Params) -> list[dict[str, Any]]:
     viewed = _most_viewed_panel("most-viewed", "Most viewed articles",
                                 compute.most_viewed(store, p))
-    return [*_activity_panels(store, p, None), viewed]
+    return [*_activity_panels(store, p, None), viewed, *_engagement_panels(store, p, None)]
 
 
 @login_required

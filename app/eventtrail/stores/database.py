@@ -25,6 +25,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
+from django.db.models.fields.json import KT
 from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
@@ -410,6 +411,19 @@ class DatabaseStore:
             return Collate(expression, "C")
         return expression
 
+    def _tally_key(self, name: str) -> Any:
+        """``_key``, and for a field inside the document its JSON value, keywords as text, so
+        ties between keys order as on Elasticsearch (code points, numbers as numbers)."""
+        spec = registry.FIELDS[name]
+        if spec.column:
+            return self._key(name)
+        path = _path(name)
+        if spec.kind != "keyword":
+            return F(path)
+        if connections[self.alias].vendor == "postgresql":
+            return Collate(KT(path), "C")
+        return KT(path)
+
     def _metrics(self, query: AggQuery) -> dict[str, Any]:
         metrics: dict[str, Any] = {"count": Count("pk")}
         if "unique_users" in query.metrics:
@@ -563,7 +577,7 @@ class DatabaseStore:
             n=events, users=Count("user_id", distinct=True))
         rows: list[dict[str, Any]] = []
         if keys is None:
-            rows = list(grouped.order_by("-n", self._key(field).asc())[:size])
+            rows = list(grouped.order_by("-n", self._tally_key(field).asc())[:size])
         else:
             for chunk in _chunks(keys):
                 rows.extend(grouped.filter(**{f"{column}__in": chunk}).order_by())
