@@ -68,6 +68,7 @@ class Site:
     articles: list[Article] = field(default_factory=list)
     memberships: list[Membership] = field(default_factory=list)
     revisions: list[Revision] = field(default_factory=list)
+    videos: dict[str, str] = field(default_factory=dict)  # article id -> video id
 
 
 def load_site(rng: random.Random) -> Site:
@@ -97,7 +98,9 @@ def load_site(rng: random.Random) -> Site:
         if article.state in states.PUBLIC_STATES:
             readable[article.community.slug].append((str(article.pk), article.created_at))
     revisions = list(Revision.objects.filter(number__gt=1).order_by("pk"))
-    return Site(people, communities, readable, articles, memberships, revisions)
+    # The id the article page gives its video (data-eventtrail-video="article-<pk>").
+    videos = {str(a.pk): f"article-{a.pk}" for a in articles if a.video}
+    return Site(people, communities, readable, articles, memberships, revisions, videos)
 
 
 def _pick(rng: random.Random, weighted: list[tuple[str, int]]) -> str:
@@ -238,6 +241,7 @@ class Generator:
                     yield self._draft("article.view", moment, self._target(slug, article),
                                       person=person, session=session, ua=ua,
                                       path=f"/c/{slug}/a/{article}/")
+                    yield from self._reading(slug, article, moment, person, session, ua)
             elif roll < 0.96:
                 term = rng.choice(SEARCH_TERMS)
                 yield self._draft("article.search", moment, {"eventtrail.search.query": term},
@@ -247,6 +251,42 @@ class Generator:
                 yield self._draft("page.view", moment, {}, person=person, session=session,
                                   ua=ua, path=f"/c/{slug}/a/{rng.randint(9000, 9999)}/",
                                   status=status)
+
+    def _reading(self, slug: str, article: str, moment: datetime, person: Person | None,
+                 session: str, ua: str) -> Iterator[Draft]:
+        """What the browser script sends while the article is read: scroll depth reached
+        (once per quartile) and, on the article with the demo video, how far it was watched."""
+        rng = self.rng
+        # As the collector builds them: the page's path and the agent, no HTTP status of its own.
+        page = {**self._target(slug, article), "url.path": f"/c/{slug}/a/{article}/",
+                "user_agent.original": ua, "eventtrail.source": "browser"}
+        browser = {"person": person, "session": session}
+        at = moment
+        reached = rng.choices([0, 25, 50, 75, 100], [10, 15, 25, 20, 30])[0]
+        for depth in (25, 50, 75, 100):
+            if depth > reached:
+                break
+            at += timedelta(seconds=rng.uniform(3, 40))
+            yield self._draft("browser.scroll", at, {
+                **page, "eventtrail.browser.scroll_depth": depth}, **browser)
+        video = self.site.videos.get(article)
+        if video is None or rng.random() < 0.4:
+            return
+        base = {**page, "eventtrail.video.id": video, "eventtrail.video.duration": 3.0}
+        at += timedelta(seconds=rng.uniform(1, 10))
+        yield self._draft("video.play", at, {**base, "eventtrail.video.position": 0.0},
+                          **browser)
+        watched = rng.choices([25, 50, 75, 100], [20, 15, 15, 50])[0]
+        for quartile in (25, 50, 75, 100):
+            if quartile > watched:
+                break
+            at += timedelta(seconds=0.75)
+            yield self._draft("video.progress", at, {
+                **base, "eventtrail.video.position": 3.0 * quartile / 100,
+                "eventtrail.video.progress": quartile}, **browser)
+        if watched == 100:
+            yield self._draft("video.ended", at, {**base, "eventtrail.video.position": 3.0},
+                              **browser)
 
     def _community(self, slug: str) -> dict[str, Any]:
         return {"eventtrail.community.slug": slug,
