@@ -354,3 +354,15 @@ def fixtures_where(slug):
     from eventtrail.analytics.compute import VIEW, where
 
     return where(actions=[VIEW], community=slug)
+
+
+def test_who_read_an_article_is_shown_only_to_its_readers_and_staff(store, events):
+    reader = data.READERS[-1]
+    get_user_model().objects.get_or_create(pk=int(reader), defaults={"username": "reader-x"})
+    username = get_user_model().objects.get(pk=int(reader)).username
+    mine = get("also-read", {"article": data.SEED_ARTICLE, "to": UNTIL.isoformat()},
+               user=username)
+    assert [r["article"] for r in mine["results"]] == [data.NICHE, data.POPULAR]
+    get("also-read", {"article": data.NICHE, "to": UNTIL.isoformat()}, user=username,
+        status=403)
+    assert get("also-read", {"article": data.NICHE, "to": UNTIL.isoformat()})["readers"] > 0

@@ -279,3 +279,13 @@ def test_registry_drives_everything():
             assert not spec.lookups & registry.RANGE
     assert "event.id" in registry.sortable() and "event.id" not in registry.groupable()
     assert set(registry.TEXT_FIELDS) <= set(registry.FIELDS)
+
+
+def test_dates_outside_the_supported_range_are_a_400_not_an_overflow():
+    from eventtrail.api.query import QueryError, parse_date
+
+    for raw in ("9999-12-30", "0001-01-01", "1899-12-31T23:59:59"):
+        with pytest.raises(QueryError) as err:
+            parse_date("from", raw)
+        assert err.value.param == "from" and "outside the supported dates" in err.value.message
+    assert parse_date("to", "2026-11-29").year == 2026

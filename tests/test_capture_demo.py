@@ -154,3 +154,15 @@ def test_canary_secrets_never_appear_in_any_event(client, world):
     assert "page=1" in view["url.query"] and "[scrubbed]" in view["url.query"]
     session_key = client.session.session_key
     assert session_key not in str(events)
+
+
+def test_secret_url_parts_such_as_a_password_reset_token_never_appear(client):
+    secret = "cb8zzz-0123456789abcdef" + CANARY
+    with capture_events() as events:
+        client.get(f"/accounts/reset/MQ/{secret}/",
+                   HTTP_REFERER=f"http://testserver/accounts/reset/MQ/{secret}/")
+    assert events, "the reset page was recorded"
+    assert CANARY not in str(events)
+    event = events.flat()[0]
+    assert event["url.path"] == "/accounts/reset/MQ/[scrubbed]/"
+    assert event["http.request.referrer"] == "http://testserver/accounts/reset/MQ/[scrubbed]/"

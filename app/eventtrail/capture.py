@@ -18,7 +18,14 @@ from django.utils.functional import empty
 from eventtrail import schema
 from eventtrail.conf import get_config
 from eventtrail.ids import uuid7
-from eventtrail.privacy import client_ip, scrub_query, scrub_url, session_hash
+from eventtrail.privacy import (
+    _path_kwargs,
+    client_ip,
+    scrub_path,
+    scrub_query,
+    scrub_url,
+    session_hash,
+)
 from eventtrail.registry import EventType, registry
 from eventtrail.stats import counters
 
@@ -204,6 +211,7 @@ def clear_caches() -> None:
     """Forget cached users, roles and URL context (tests; a renamed user shows within the TTL)."""
     _user_cache.clear()
     _context_cache.clear()
+    _path_kwargs.cache_clear()
 
 
 def _cached(cache: dict[Any, tuple[float, Any]], key: Any, load: Any) -> Any:
@@ -290,6 +298,8 @@ def build(draft: Draft) -> dict[str, Any]:
             event[key] = _cut(value)
     if draft.get("_query"):
         event["url.query"] = _cut(scrub_query(draft["_query"]))
+    if event.get("url.path"):
+        event["url.path"] = scrub_path(event["url.path"], draft.get("_kwargs") or {})
     if event.get("http.request.referrer"):
         event["http.request.referrer"] = _cut(scrub_url(event["http.request.referrer"]))
     ip = client_ip(draft.get("_remote"), draft.get("_xff"))

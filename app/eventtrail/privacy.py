@@ -70,14 +70,39 @@ def scrub_query(query: str) -> str:
     return urlencode(scrubbed, safe="[]")
 
 
+def scrub_path(path: str, kwargs: Mapping[str, Any] | None = None) -> str:
+    """The path with the values of secret-looking URL kwargs replaced, e.g. the ``token`` of
+    Django's password-reset link. ``kwargs`` are the resolver's; without them the path is
+    resolved against the site's URLconf (cached, for referrers)."""
+    if kwargs is None:
+        kwargs = _path_kwargs(path)
+    denylist = scrub_keys()
+    for key, value in kwargs.items():
+        text = str(value)
+        if text and is_secret_key(str(key), denylist):
+            path = path.replace(text, SCRUBBED)
+    return path
+
+
+@lru_cache(maxsize=4096)
+def _path_kwargs(path: str) -> dict[str, Any]:
+    from django.urls import Resolver404, resolve
+
+    try:
+        return dict(resolve(path).kwargs)
+    except (Resolver404, ValueError, TypeError):
+        return {}
+
+
 def scrub_url(url: str) -> str:
-    """A URL with its query scrubbed and any userinfo (user:password@) removed."""
+    """A URL with its query and secret path parts scrubbed and any userinfo removed."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return SCRUBBED
     netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, scrub_query(parts.query), ""))
+    path = scrub_path(parts.path) if parts.path else parts.path
+    return urlunsplit((parts.scheme, netloc, path, scrub_query(parts.query), ""))
 
 
 def scrub_mapping(data: Mapping[str, Any]) -> dict[str, Any]:

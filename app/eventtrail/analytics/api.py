@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -30,6 +31,18 @@ def _user(request: Request, p: Params) -> str:
     subject = p.user or access.own_id(request.user)
     access.check_user(request.user, subject)
     return subject
+
+
+def _read_article(store: Store, request: Request, p: Params) -> str:
+    """Who read an article is only shown to staff, or to someone who read it themselves: an
+    article of a community you never visited (or a draft) tells you nothing about its readers."""
+    article = _need(p, "article")
+    if not access.sees_everything(request.user):
+        own = compute.where(actions=[compute.VIEW], user=access.own_id(request.user),
+                            target=article, timeless=True)
+        if not store.tally(own, compute.TARGET, size=1):
+            raise PermissionDenied("recommendations are for articles you have read")
+    return article
 
 
 def _community(request: Request, p: Params, required: bool = False) -> str | None:
@@ -68,7 +81,7 @@ ANALYTICS: dict[str, tuple[set[str], str | None, str, Analytic]] = {
     "video-completion": (PERIOD | {"community", "size"}, None, "day",
                          lambda s, r, p: compute.video_completion(s, p, _community(r, p))),
     "also-read": ({"to", "article", "user", "days", "size"}, None, "day",
-                  lambda s, r, p: compute.also_read(s, p, _need(p, "article"), _user(r, p))),
+                  lambda s, r, p: compute.also_read(s, p, _read_article(s, r, p), _user(r, p))),
     "communities-for-you": ({"to", "user", "days", "size"}, None, "day",
                             lambda s, r, p: compute.communities_for_you(s, p, _user(r, p))),
 }

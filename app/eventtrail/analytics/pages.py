@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -279,7 +280,7 @@ def _user_page(request: HttpRequest, user: str) -> HttpResponseBase:
     store = get_store()
     data_url = reverse("eventtrail:analytics-me-data")
     if user != access.own_id(request.user):
-        data_url += f"?user={user}"
+        data_url += "?" + urlencode({"user": user})
     return _serve(request, "user", user, "My activity" if user == access.own_id(request.user)
                   else f"Activity of user {user}",
                   lambda p: _user_panels(store, p, user),

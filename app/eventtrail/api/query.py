@@ -204,8 +204,22 @@ def _round_down(value: datetime, unit: str) -> datetime:
     return day.replace(month=1, day=1)
 
 
+# Dates outside these bounds are refused: bucket arithmetic near year 1 or 9999 overflows, and
+# no event of a web site is dated there.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def parse_date(param: str, raw: str, now: datetime | None = None) -> datetime:
     """ISO-8601 (UTC when no offset) or date math: ``now-10d``, ``now-1h``, ``now-1d/d``."""
+    value = _parse_date(param, raw, now)
+    if not EARLIEST <= value <= LATEST:
+        raise QueryError(param, f"{raw.strip()!r} is outside the supported dates "
+                                f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})")
+    return value
+
+
+def _parse_date(param: str, raw: str, now: datetime | None = None) -> datetime:
     raw = raw.strip()
     match = _RELATIVE.match(raw)
     if match:
