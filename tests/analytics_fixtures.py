@@ -1,9 +1,7 @@
 """Module fixtures for the analytics tests: the seeded site, its history, each store."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from contextlib import suppress
 from typing import Any
 
 import eventtrail
@@ -13,7 +11,6 @@ from community.models import Article, Community, Membership
 from community.seed import seed
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connections
 from eventtrail import schema
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
@@ -80,27 +77,9 @@ def es_history(engine, history) -> str:
 @pytest.fixture(scope="module")
 def pg_history(django_db_blocker, history) -> Iterator[str]:
     """The same events (and empty rollups) on a throwaway PostgreSQL, under their own alias."""
-    try:
-        running = pg_fixture.cluster()
-        server = next(running)
-    except pg_fixture.PostgresError as exc:
-        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
-    base = dict(connections.settings["events"])
-    base.update(server.django())
-    base["TEST"] = {**base["TEST"], "NAME": server.name}
-    connections.settings[PG_ALIAS] = base
-    try:
-        with django_db_blocker.unblock():
-            with connections[PG_ALIAS].schema_editor() as editor:
-                for model in (StoredEvent, UserRollup, TargetRollup, RollupState):
-                    editor.create_model(model)
-            DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in history["documents"]])
-            assert StoredEvent.objects.using(PG_ALIAS).count() == len(history["documents"])
+    models = (StoredEvent, UserRollup, TargetRollup, RollupState)
+    with pg_fixture.events_alias(PG_ALIAS, models, history["documents"], django_db_blocker):
         yield PG_ALIAS
-    finally:
-        connections[PG_ALIAS].close()
-        with suppress(StopIteration):
-            next(running)
 
 
 @pytest.fixture(scope="module", params=[

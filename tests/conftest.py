@@ -40,3 +40,24 @@ def _events_built_in_the_test_thread(request):
         yield
     finally:
         delivery._override = previous
+
+
+# Debian's Chromium, headless, as root; never a browser Playwright downloads. The networking
+# flags keep it from calling home on a machine with no internet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 # PostgreSQL refuses to run as root; CI runs as root, then the cluster runs as Debian's user.
@@ -115,3 +118,37 @@ def cluster() -> Iterator[Cluster]:
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def events_alias(alias: str, models: Iterable[type], documents: list[dict], blocker: Any
+                 ) -> Iterator[str]:
+    """A throwaway cluster under ``alias`` (settings of the ``events`` alias), with ``models``'
+    tables, holding ``documents`` written through the database sink. Fails the test, never
+    skips, when PostgreSQL cannot start."""
+    import pytest
+    from django.db import connections
+    from eventtrail.delivery.sinks import DatabaseSink
+    from eventtrail.models import StoredEvent
+
+    try:
+        running = cluster()
+        server = next(running)
+    except PostgresError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
+    base = dict(connections.settings["events"])
+    base.update(server.django())
+    base["TEST"] = {**base["TEST"], "NAME": server.name}
+    connections.settings[alias] = base
+    try:
+        with blocker.unblock():
+            with connections[alias].schema_editor() as editor:
+                for model in models:
+                    editor.create_model(model)
+            DatabaseSink(alias=alias).send([json.dumps(d) for d in documents])
+            assert StoredEvent.objects.using(alias).count() == len(documents)
+        yield alias
+    finally:
+        connections[alias].close()
+        with suppress(StopIteration):
+            next(running)

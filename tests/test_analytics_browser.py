@@ -13,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from eventtrail.delivery import prepare
 from eventtrail.delivery.sinks import DatabaseSink
-from playwright.sync_api import sync_playwright
 
 from tests import analytics_data as data
 
@@ -23,8 +22,6 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -46,15 +43,6 @@ def site(settings):
     return {"moderator": moderator.user, "slug": moderator.community.slug, "author": author}
 
 
-@pytest.fixture
-def chromium(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def session_for(chromium, live_server, user, viewport=DESKTOP, javascript=True):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -105,24 +104,8 @@ def es_data(engine, documents) -> Any:
 @pytest.fixture(scope="module")
 def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
     """The events table on a throwaway PostgreSQL, under its own alias, holding the same rows."""
-    try:
-        running = pg_fixture.cluster()
-        server = next(running)
-    except pg_fixture.PostgresError as exc:
-        pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
-    base = dict(connections.settings["events"])
-    base.update(server.django())
-    base["TEST"] = {**base["TEST"], "NAME": server.name}
-    connections.settings[PG_ALIAS] = base
-    with django_db_blocker.unblock():
-        with connections[PG_ALIAS].schema_editor() as editor:
-            editor.create_model(StoredEvent)
-        DatabaseSink(alias=PG_ALIAS).send([json.dumps(d) for d in documents])
-        assert StoredEvent.objects.using(PG_ALIAS).count() == len(documents)
-    yield PG_ALIAS
-    connections[PG_ALIAS].close()
-    with suppress(StopIteration):
-        next(running)
+    with pg_fixture.events_alias(PG_ALIAS, [StoredEvent], documents, django_db_blocker):
+        yield PG_ALIAS
 
 
 @pytest.fixture(

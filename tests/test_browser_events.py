@@ -10,7 +10,6 @@ from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.delivery.spool import MemorySpool
 from eventtrail.models import StoredEvent
 from eventtrail.registry import registry
-from playwright.sync_api import sync_playwright
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,9 +18,6 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture
@@ -40,16 +36,6 @@ def store():
         capture._context_cache.clear()
 
 
-@pytest.fixture
-def chromium(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def stored_browser_events(handoff, expected, timeout=15.0):
