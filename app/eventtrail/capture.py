@@ -15,11 +15,10 @@ from typing import Any
 from django.contrib.auth import SESSION_KEY
 from django.utils.functional import empty
 
-from eventtrail import schema
+from eventtrail import privacy, schema
 from eventtrail.conf import get_config
 from eventtrail.ids import uuid7
 from eventtrail.privacy import (
-    _path_kwargs,
     client_ip,
     scrub_path,
     scrub_query,
@@ -160,6 +159,8 @@ def classify(request: Any) -> EventType | None:
 
 def finish(draft: Draft, request: Any, status: int) -> None:
     """After the response: classify, then hand off. Never raises."""
+    if draft.get("_refused"):
+        return  # the client asked not to be tracked: its signal events were skipped too
     with internal("finish"):
         event_type = classify(request)
         if event_type is None or not sampled(event_type.action):
@@ -211,7 +212,7 @@ def clear_caches() -> None:
     """Forget cached users, roles and URL context (tests; a renamed user shows within the TTL)."""
     _user_cache.clear()
     _context_cache.clear()
-    _path_kwargs.cache_clear()
+    privacy.clear_caches()
 
 
 def _cached(cache: dict[Any, tuple[float, Any]], key: Any, load: Any) -> Any:

@@ -45,8 +45,7 @@ class EventTrailMiddleware:
             return response
         finally:
             current_draft.reset(token)
-            if not draft.get("_refused"):
-                finish(draft, request, status)
+            finish(draft, request, status)
 
     async def __acall__(self, request: HttpRequest) -> Any:
         draft = _start(request)
@@ -61,5 +60,4 @@ class EventTrailMiddleware:
             return response
         finally:
             current_draft.reset(token)
-            if not draft.get("_refused"):
-                finish(draft, request, status)
+            finish(draft, request, status)

@@ -84,6 +84,11 @@ def scrub_path(path: str, kwargs: Mapping[str, Any] | None = None) -> str:
     return path
 
 
+def clear_caches() -> None:
+    """Forget resolved referrer paths (the URLconf changed, e.g. in tests)."""
+    _path_kwargs.cache_clear()
+
+
 @lru_cache(maxsize=4096)
 def _path_kwargs(path: str) -> dict[str, Any]:
     from django.urls import Resolver404, resolve
