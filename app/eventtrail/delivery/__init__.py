@@ -294,13 +294,35 @@ def _forget_parent(parent: Handoff) -> None:
         spool._lock = None
 
 
+_held_for_fork: list[Any] = []
+
+
+def _before_fork() -> None:
+    # SQLite's own mutexes are held while a thread is inside it; a fork at that moment leaves
+    # them locked forever in the child, whose first sqlite3 call then hangs. Every SQLite call
+    # of our worker threads goes through the spool's mutex, so holding it keeps them out.
+    current = _handoff
+    spool = current._spool if current is not None and current.pid == os.getpid() else None
+    mutex = getattr(spool, "_mutex", None)
+    if mutex is not None:
+        mutex.acquire()
+        _held_for_fork.append(mutex)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+
+
 def _after_fork_in_child() -> None:
     # Locks another thread held at fork time would never be released in the child.
     global _handoff_lock
     _handoff_lock = threading.Lock()
+    _held_for_fork.clear()  # the parent's spool is never used here
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def shutdown(timeout: float | None = None) -> int:
