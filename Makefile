@@ -55,7 +55,7 @@ lint: install
 	$(BIN)/mypy app/eventtrail
 
 engine: install
-	$(BIN)/python -m tests.engine
+	$(BIN)/python -m tests.support.engine
 
 bench: install
 	$(BIN)/python bench/capture.py

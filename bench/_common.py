@@ -125,7 +125,7 @@ def drafts(seed: int = 1) -> Iterator[dict[str, Any]]:
 
 def doc_size(sample: int = 200) -> float:
     """Mean size in bytes of a built document from ``drafts``."""
-    from eventtrail.delivery import prepare
+    from eventtrail.build import prepare
 
     stream = drafts(seed=99)
     sizes = []

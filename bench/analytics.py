@@ -51,7 +51,7 @@ def _seed_and_generate(events: int, out: Path) -> dict[str, Any]:
     from community.activity import Generator, default_until, load_site
     from community.seed import seed
     from eventtrail import schema
-    from eventtrail.delivery import prepare
+    from eventtrail.build import prepare
     from eventtrail.enrichment import enrich
 
     with eventtrail.suppressed():
@@ -173,8 +173,8 @@ def _after_new_event(store: Any, until: str, picks: dict[str, str]) -> Any:
 
     from eventtrail.analytics import compute
     from eventtrail.analytics.params import parse
+    from eventtrail.build import prepare
     from eventtrail.capture import draft_for
-    from eventtrail.delivery import prepare
 
     at = datetime.fromisoformat(until) - timedelta(hours=1)
     draft = draft_for("article.view", {
@@ -229,8 +229,8 @@ def child(args: argparse.Namespace) -> None:
 
     report: dict[str, Any] = {"store": args.store, "generate_seconds": meta["generate_seconds"]}
     if args.store == "engine":
-        from tests.engine import Engine
-        from tests.es_adapter import OpenSearchCompatNode
+        from tests.support.engine import Engine
+        from tests.support.es_adapter import OpenSearchCompatNode
 
         node = Engine(heap=args.heap).start()
         try:

@@ -204,7 +204,7 @@ class ElasticsearchLoader(Loader):
         from eventtrail import schema
 
         from tests import es_adapter
-        from tests.engine import Engine
+        from tests.support.engine import Engine
 
         self.engine = Engine(heap=heap).start()
         self.client = es_adapter.client(self.engine.url, request_timeout=300)
@@ -253,7 +253,7 @@ class ElasticsearchLoader(Loader):
         self.seconds += time.perf_counter() - began
 
     def config(self) -> dict[str, Any]:
-        from tests.es_adapter import OpenSearchCompatNode
+        from tests.support.es_adapter import OpenSearchCompatNode
 
         return {
             "STORE": "elasticsearch",
@@ -285,7 +285,7 @@ class Source:
 
     def batches(self, upto: int) -> Iterator[tuple[list[Any], list[str]]]:
         from eventtrail import schema
-        from eventtrail.capture import build
+        from eventtrail.build import build
         from eventtrail.enrichment import enrich
         from eventtrail.models import StoredEvent
         from eventtrail.processors import run

@@ -186,7 +186,7 @@ def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, e
     then time until the receiver has them all (or ``cap`` seconds pass)."""
     import sqlite3
 
-    from eventtrail.delivery import prepare
+    from eventtrail.build import prepare
     from logstash_async.constants import Constants, constants
     from logstash_async.formatter import LogstashFormatter
     from logstash_async.handler import AsynchronousLogstashHandler
@@ -256,7 +256,7 @@ def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, e
 
 def their_doc_size() -> int:
     """Bytes of one of their documents for the same event (formatted, as sent)."""
-    from eventtrail.delivery import prepare
+    from eventtrail.build import prepare
     from logstash_async.formatter import LogstashFormatter
 
     prepared = prepare(next(_common.drafts(SEED + 1)))
@@ -364,7 +364,7 @@ def shutdown(var_dir: Path, kind: str, mode: str, events: int) -> list[Any]:
     from eventtrail.delivery import Handoff
     from eventtrail.stats import counters
 
-    from tests.receivers import Blackhole
+    from tests.support.receivers import Blackhole
 
     counters.reset()
     hole = Blackhole() if mode == "blackhole" else None

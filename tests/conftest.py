@@ -1,7 +1,7 @@
 """Shared fixtures for the whole suite."""
 import pytest
 
-pytest_plugins = ["tests.engine_fixture"]
+pytest_plugins = ["tests.support.engine_fixture", "tests.support.analytics_fixtures"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,15 +31,11 @@ def _events_built_in_the_test_thread(request):
         return
 
     from eventtrail import delivery
-    from eventtrail.capture import clear_caches
+    from eventtrail.build import clear_caches, prepare
 
     clear_caches()
-    previous = delivery._override
-    delivery._override = lambda draft: delivery.prepare(draft) and None
-    try:
+    with delivery.redirected(lambda draft: prepare(draft) and None):
         yield
-    finally:
-        delivery._override = previous
 
 
 # Debian's Chromium, headless, as root; never a browser Playwright downloads. The networking

@@ -10,7 +10,7 @@ from community.models import Article
 from community.seed import seed
 from django.core.management import call_command
 from eventtrail import schema
-from eventtrail.delivery import prepare
+from eventtrail.build import prepare
 from eventtrail.models import StoredEvent
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])

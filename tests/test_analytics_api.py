@@ -13,13 +13,11 @@ from eventtrail.models import StoredEvent
 from eventtrail.stores.database import reset_rollups
 from rest_framework.test import APIClient
 
-from tests import analytics_data as data
-from tests import analytics_fixtures as fixtures
+from tests.support import analytics_data as data
+from tests.support import analytics_fixtures as fixtures
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 UNTIL = fixtures.UNTIL
-history, es_history, store = fixtures.history, fixtures.es_history, fixtures.store
-pg_history, backend = fixtures.pg_history, fixtures.backend
 
 
 @pytest.fixture

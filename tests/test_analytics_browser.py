@@ -11,10 +11,10 @@ from community.models import Community, Membership
 from community.seed import seed
 from django.contrib.auth import get_user_model
 from django.test import Client
-from eventtrail.delivery import prepare
+from eventtrail.build import prepare
 from eventtrail.delivery.sinks import DatabaseSink
 
-from tests import analytics_data as data
+from tests.support import analytics_data as data
 
 pytestmark = [
     pytest.mark.browser,

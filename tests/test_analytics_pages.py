@@ -9,11 +9,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from eventtrail.delivery.sinks import DatabaseSink
 
-from tests import analytics_data as data
-from tests import analytics_fixtures as fixtures
+from tests.support import analytics_data as data
+from tests.support import analytics_fixtures as fixtures
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
-history = fixtures.history
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ store on the engine fixture. Expected values come from a plain-Python oracle ove
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,16 +19,18 @@ import pytest
 import schemathesis
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, connections
 from eventtrail import schema
-from eventtrail.api import query as api_query
-from eventtrail.api.query import Scope, parse_aggregate, parse_list
+from eventtrail.analytics import api as analytics_api
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
 from eventtrail.privacy import pseudonym
 from eventtrail.stores import base as store_base
+from eventtrail.stores import query as api_query
+from eventtrail.stores.query import Scope, parse_aggregate, parse_list
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from rest_framework.authtoken.models import Token
@@ -35,8 +38,8 @@ from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from tests import api_events, pg_fixture
-from tests.es_adapter import OpenSearchCompatNode, opensearch_template
+from tests.support import api_events, pg_fixture
+from tests.support.es_adapter import OpenSearchCompatNode, opensearch_template
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 DATA_STREAM = "logs-eventtrail-apitest"
@@ -122,7 +125,7 @@ def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
         pytest.param("elasticsearch", marks=pytest.mark.engine),
     ],
 )
-def backend(request, documents) -> dict[str, Any]:
+def contract_backend(request, documents) -> dict[str, Any]:
     """Module-wide, so each store's data is loaded once, outside any test's transaction."""
     if request.param == "postgresql":
         return {"STORE": "database", "DATABASE_ALIAS": request.getfixturevalue("postgres_alias")}
@@ -137,20 +140,20 @@ def backend(request, documents) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(request, backend, settings, documents) -> str:
-    if backend["STORE"] == "elasticsearch":
+def contract_store(request, contract_backend, settings, documents) -> str:
+    if contract_backend["STORE"] == "elasticsearch":
         # Other suites reset the shared engine between modules; reload if ours was wiped.
         client = request.getfixturevalue("es_data").client
         if not client.indices.exists(index=DATA_STREAM):
             load_stream(client, documents)
     settings.EVENTTRAIL = {
         **settings.EVENTTRAIL,
-        **backend,
+        **contract_backend,
         "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
         "API_THROTTLE_RATE": "100000/min",
     }
     cache.clear()
-    return str(backend["STORE"])
+    return str(contract_backend["STORE"])
 
 
 @pytest.fixture
@@ -200,7 +203,7 @@ def expected(flat: list[dict[str, Any]], params: dict[str, Any], scope: Scope | 
 # --- listing, filters, sorting -----------------------------------------------------------
 
 
-def test_first_page_is_the_newest_human_events(store, flat):
+def test_first_page_is_the_newest_human_events(contract_store, flat):
     body = get(client_for("staff"), "/api/events/")
     assert len(body["results"]) == 50
     assert ids(body["results"]) == expected(flat, {})[:50]
@@ -240,7 +243,7 @@ def test_first_page_is_the_newest_human_events(store, flat):
         {"eventtrail.target.id__in": "1,2,3", "eventtrail.community.slug__not": "alpha"},
     ],
 )
-def test_filters(store, flat, params):
+def test_filters(contract_store, flat, params):
     want = expected(flat, params)
     assert want or params.get("eventtrail.bot") == "true", "the fixture should exercise this filter"
     assert ids(collect(client_for("staff"), params)) == want
@@ -267,7 +270,7 @@ def test_filters(store, flat, params):
         "(nested AND [stuff]~2)",
     ],
 )
-def test_full_text(store, flat, q):
+def test_full_text(contract_store, flat, q):
     params = {"q": q, "include_bots": "true"}
     assert ids(collect(client_for("staff"), params)) == expected(flat, params)
 
@@ -285,7 +288,7 @@ def test_full_text(store, flat, q):
         "-event.id",
     ],
 )
-def test_sort_and_cursor_walk_at_any_depth(store, flat, sort):
+def test_sort_and_cursor_walk_at_any_depth(contract_store, flat, sort):
     params = {"sort": sort, "include_bots": "true", "page_size": 97}
     client = client_for("staff")
     pages = [get(client, "/api/events/", params)]
@@ -302,7 +305,7 @@ def test_sort_and_cursor_walk_at_any_depth(store, flat, sort):
     assert back["previous"] is None
 
 
-def test_fields_selection(store, flat):
+def test_fields_selection(contract_store, flat):
     params = {
         "fields": "@timestamp,event.action,user.id,eventtrail.video.position",
         "event.action": "video.progress",
@@ -317,7 +320,7 @@ def test_fields_selection(store, flat):
         assert schema.flatten(hit) == want
 
 
-def test_page_numbers(store, flat, monkeypatch):
+def test_page_numbers(contract_store, flat, monkeypatch):
     client = client_for("staff")
     want = expected(flat, {"sort": "user.id"})
     body = get(client, "/api/events/", {"sort": "user.id", "page": 3, "page_size": 40})
@@ -336,7 +339,7 @@ def test_page_numbers(store, flat, monkeypatch):
 # --- who sees what -----------------------------------------------------------------------
 
 
-def test_ordinary_user_sees_only_own_events_whatever_the_filters(store, flat):
+def test_ordinary_user_sees_only_own_events_whatever_the_filters(contract_store, flat):
     client = client_for("u3")
     mine = expected(flat, {"user.id": "3"})
     assert ids(collect(client, {})) == mine
@@ -346,21 +349,21 @@ def test_ordinary_user_sees_only_own_events_whatever_the_filters(store, flat):
     assert counts == [{"key": {"user.id": "3"}, "count": len(mine)}]
 
 
-def test_pseudonymised_user_sees_own_events(store, flat, settings):
+def test_pseudonymised_user_sees_own_events(contract_store, flat, settings):
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "PSEUDONYMIZE_USERS": True}
     hits = collect(client_for(f"u{api_events.PSEUDO_USER}"), {})
     want = expected(flat, {"user.id": pseudonym(api_events.PSEUDO_USER)})
     assert want and ids(hits) == want
 
 
-def test_moderator_sees_own_and_community_events(store, flat):
+def test_moderator_sees_own_and_community_events(contract_store, flat):
     hits = collect(client_for("mod"), {"include_bots": "true"})
     want = expected(flat, {"include_bots": "true"}, Scope("500", ("beta",)))
     assert want and ids(hits) == want
     assert {h["eventtrail"]["community"]["slug"] for h in hits} == {"beta"}
 
 
-def test_service_token_reads_everything(store, flat):
+def test_service_token_reads_everything(contract_store, flat):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token " + "s" * 40)
     body = get(client, "/api/events/", {"page_size": 10, "user.id": "7"})
@@ -418,13 +421,13 @@ def test_service_token_reads_everything(store, flat):
         ),
     ],
 )
-def test_errors_name_the_parameter(store, path, params, param, words):
+def test_errors_name_the_parameter(contract_store, path, params, param, words):
     body = get(client_for("staff"), path, params, status=400)
     assert body["errors"][0]["param"] == param
     assert words in body["errors"][0]["message"]
 
 
-def test_foreign_and_tampered_cursors_are_refused(store):
+def test_foreign_and_tampered_cursors_are_refused(contract_store):
     staff = client_for("staff")
     body = get(staff, "/api/events/", {"event.action": "page.view", "page_size": 5})
     token = parse_qs(urlsplit(body["next"]).query)["cursor"][0]
@@ -456,7 +459,7 @@ def test_unreachable_elasticsearch_is_503(settings, documents):
 
 
 def test_unreachable_database_is_503(settings, documents):
-    """A database that refuses connections is a 503 naming the store, not a 500."""
+    """A database that refuses connections is a 503 naming the contract_store, not a 500."""
     from django.db.backends.postgresql.base import DatabaseWrapper
 
     config = dict(connections.settings["events"])
@@ -487,12 +490,16 @@ def test_store_by_dotted_path(settings, documents, flat):
     assert ids(body["results"]) == expected(flat, {})[:3]
 
 
-def test_throttling(store, settings):
+def test_throttling(contract_store, settings):
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "API_THROTTLE_RATE": "2/min"}
     cache.clear()
     client = client_for("staff")
     codes = [client.get("/api/events/?page_size=1").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_schema_generation_reports_no_errors_or_warnings():
+    call_command("spectacular", "--fail-on-warn", "--file", os.devnull)
 
 
 def test_schema_and_docs_are_served_without_a_cdn(client):
@@ -502,6 +509,11 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     names = {p["name"] for p in spec["paths"]["/api/events/"]["get"]["parameters"]}
     assert {"event.action", "event.action__in", "@timestamp__gte", "cursor", "sort"} <= names
     assert "ES approximations" not in spec and "cardinality" in json.dumps(spec)
+    for view in analytics_api.VIEWS:  # each endpoint documents its own parameters
+        operation = spec["paths"][f"/api/analytics/{view.name}/"]["get"]
+        assert operation["operationId"] == f"analytics_{view.name.replace('-', '_')}"
+        assert {p["name"] for p in operation["parameters"]} == set(view.params) | {
+            "include_bots", "tz"}
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()
@@ -569,7 +581,7 @@ def assert_metrics(store: str, got: dict[str, Any], want: dict[str, Any]) -> Non
         {"group_by": "user_agent.name", "q": "article", "from": "2026-10-10", "to": "2026-10-25"},
     ],
 )
-def test_group_by_terms(store, flat, params):
+def test_group_by_terms(contract_store, flat, params):
     query, events = _agg_oracle(flat, params)
     body = get(client_for("staff"), "/api/events/aggregate/", params)
     want: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -592,7 +604,7 @@ def test_group_by_terms(store, flat, params):
             want.append(({first: k, second: k2}, sub[k2]))
     assert [b["key"] for b in body["buckets"]] == [k for k, _ in want]
     for bucket, (_, members) in zip(body["buckets"], want, strict=True):
-        assert_metrics(store, bucket, _metrics(members))
+        assert_metrics(contract_store, bucket, _metrics(members))
 
 
 @pytest.mark.parametrize(
@@ -622,7 +634,7 @@ def test_group_by_terms(store, flat, params):
         },
     ],
 )
-def test_composite_pages_every_bucket(store, flat, params):
+def test_composite_pages_every_bucket(contract_store, flat, params):
     query, events = _agg_oracle(flat, params)
     groups = defaultdict(list)
     for e in events:
@@ -644,7 +656,7 @@ def test_composite_pages_every_bucket(store, flat, params):
         buckets.extend(body["buckets"])
     assert [tuple(b["key"].values()) for b in buckets] == sorted(groups)
     for bucket in buckets:
-        assert_metrics(store, bucket, _metrics(groups[tuple(bucket["key"].values())]))
+        assert_metrics(contract_store, bucket, _metrics(groups[tuple(bucket["key"].values())]))
 
 
 @pytest.mark.parametrize(
@@ -673,7 +685,7 @@ def test_composite_pages_every_bucket(store, flat, params):
         {"interval": "day", "from": "2031-01-01", "to": "2031-01-03"},
     ],
 )
-def test_date_histogram_fills_empty_buckets(store, flat, params):
+def test_date_histogram_fills_empty_buckets(contract_store, flat, params):
     query, events = _agg_oracle(flat, params)
     assert query.interval is not None
     by_start: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
@@ -704,10 +716,10 @@ def test_date_histogram_fills_empty_buckets(store, flat, params):
         if not by_start.get(start):
             want["percentiles_duration"] = {k: None for k in want["percentiles_duration"]}
             want["avg_duration"] = None
-        assert_metrics(store, bucket, want)
+        assert_metrics(contract_store, bucket, want)
 
 
-def test_calendar_buckets_follow_the_time_zone(store):
+def test_calendar_buckets_follow_the_time_zone(contract_store):
     utc = get(client_for("staff"), "/api/events/aggregate/", {"interval": "day"})["buckets"]
     paris = get(
         client_for("staff"), "/api/events/aggregate/", {"interval": "day", "tz": "Europe/Paris"}
@@ -723,13 +735,13 @@ def test_relative_dates_resolve_against_now():
     assert api_query.parse_date("from", "now-1d/d", now) == datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def test_each_store_answers_from_its_own_backend(store, backend):
+def test_each_store_answers_from_its_own_backend(contract_store, contract_backend):
     from eventtrail.stores import get_store
 
     chosen = get_store()
-    if "DATABASE_ALIAS" in backend:
+    if "DATABASE_ALIAS" in contract_backend:
         assert connections[chosen.alias].vendor == "postgresql"  # type: ignore[attr-defined]
-    elif store == "database":
+    elif contract_store == "database":
         assert connections[chosen.alias].vendor == "sqlite"  # type: ignore[attr-defined]
     else:
         info = chosen.client.info()  # type: ignore[attr-defined]

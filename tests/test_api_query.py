@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.http import QueryDict
-from eventtrail.api import fields as registry
-from eventtrail.api.query import (
+from eventtrail.stores import fields as registry
+from eventtrail.stores.query import (
     Filter,
     Interval,
     QueryError,
@@ -282,7 +282,7 @@ def test_registry_drives_everything():
 
 
 def test_dates_outside_the_supported_range_are_a_400_not_an_overflow():
-    from eventtrail.api.query import QueryError, parse_date
+    from eventtrail.stores.query import QueryError, parse_date
 
     for raw in ("9999-12-30", "0001-01-01", "1899-12-31T23:59:59"):
         with pytest.raises(QueryError) as err:

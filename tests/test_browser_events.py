@@ -4,7 +4,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from eventtrail import capture, delivery, url_event
+from eventtrail import delivery, url_event
+from eventtrail.build import clear_caches
 from eventtrail.delivery import Handoff
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.delivery.spool import MemorySpool
@@ -13,7 +14,7 @@ from eventtrail.registry import registry
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.urls("tests.browser_urls"),
+    pytest.mark.urls("tests.support.browser_urls"),
     pytest.mark.django_db(transaction=True, databases=["default", "events"]),
 ]
 
@@ -21,19 +22,17 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture
-def store():
+def browser_handoff():
     """Events go through a worker of their own into the database store, then are read back."""
     handoff = Handoff(sink=DatabaseSink("events"), spool=MemorySpool(10_000))
-    previous = delivery._override
-    delivery._override = handoff.put
     url_event("thing.read", "browser-article", community="community", target=("article", "article"))
     try:
-        yield handoff
+        with delivery.redirected(handoff.put):
+            yield handoff
     finally:
-        delivery._override = previous
         registry.remove("thing.read")
         handoff.stop(timeout=5)
-        capture._context_cache.clear()
+        clear_caches()
 
 
 
@@ -50,7 +49,7 @@ def stored_browser_events(handoff, expected, timeout=15.0):
         time.sleep(0.2)
 
 
-def test_scroll_resize_video_and_leaving_are_stored_exactly(live_server, store, chromium):
+def test_scroll_resize_video_and_leaving_are_stored_exactly(live_server, browser_handoff, chromium):
     ARTIFACTS.mkdir(exist_ok=True)
     page = chromium.new_page(viewport={"width": 1000, "height": 700})
     page.goto(f"{live_server.url}/c/maths/articles/7/")
@@ -84,7 +83,7 @@ def test_scroll_resize_video_and_leaving_are_stored_exactly(live_server, store, 
 
     # Leave the page: pagehide sends the rest, with the hidden-state event, by beacon.
     page.goto(f"{live_server.url}/elsewhere/")
-    rows = stored_browser_events(store, expected=15)
+    rows = stored_browser_events(browser_handoff, expected=15)
     page.close()
 
     events = [row.document for row in rows]
@@ -128,7 +127,7 @@ def test_scroll_resize_video_and_leaving_are_stored_exactly(live_server, store, 
         action__startswith="video.").count() == 0
 
 
-def test_a_page_with_dnt_honoured_loads_no_script(live_server, store, chromium, settings):
+def test_a_page_with_dnt_honoured_loads_no_script(live_server, browser_handoff, chromium, settings):
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "HONOR_DNT": True}
     context = chromium.new_context(extra_http_headers={"DNT": "1"})
     page = context.new_page()
@@ -140,4 +139,4 @@ def test_a_page_with_dnt_honoured_loads_no_script(live_server, store, chromium, 
     page.goto(f"{live_server.url}/elsewhere/")
     context.close()
     assert not any("eventtrail" in url for url in requests)
-    assert stored_browser_events(store, expected=1, timeout=1.0) == []
+    assert stored_browser_events(browser_handoff, expected=1, timeout=1.0) == []

@@ -7,9 +7,9 @@ from eventtrail.registry import registry
 from eventtrail.stats import counters
 from eventtrail.testing import capture_events
 
-from tests.capture_urls import Boom
+from tests.support.capture_urls import Boom
 
-pytestmark = [pytest.mark.urls("tests.capture_urls"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.urls("tests.support.capture_urls"), pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

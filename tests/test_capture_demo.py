@@ -4,7 +4,7 @@ from community.models import Article
 from django.contrib.auth import get_user_model
 from eventtrail.testing import capture_events
 
-from tests.community_factories import build_world, make_article
+from tests.support.community_factories import build_world, make_article
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

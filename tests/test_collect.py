@@ -8,7 +8,8 @@ from django.contrib.auth.models import User
 from django.core import signing
 from django.core.cache import cache
 from django.test import RequestFactory, override_settings
-from eventtrail import capture, url_event
+from eventtrail import url_event
+from eventtrail.build import clear_caches
 from eventtrail.collect import collect
 from eventtrail.privacy import session_hash
 from eventtrail.registry import registry
@@ -17,7 +18,7 @@ from eventtrail.testing import capture_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytestmark = [pytest.mark.urls("tests.browser_urls"), pytest.mark.django_db]
+pytestmark = [pytest.mark.urls("tests.support.browser_urls"), pytest.mark.django_db]
 
 COLLECT = "/eventtrail/collect/"
 ARTICLE = "/c/maths/articles/7/"
@@ -34,8 +35,7 @@ def _fresh():
         yield
     cache.clear()
     # Users built here are cached by id for a minute; other test files reuse those ids.
-    capture._user_cache.clear()
-    capture._context_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture

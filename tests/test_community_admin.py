@@ -4,7 +4,7 @@ import pytest
 from community.models import Article
 from django.urls import reverse
 
-from tests.community_factories import build_world, make_article
+from tests.support.community_factories import build_world, make_article
 
 pytestmark = pytest.mark.django_db
 

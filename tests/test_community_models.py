@@ -6,7 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from tests.community_factories import add_member, build_world, make_article
+from tests.support.community_factories import add_member, build_world, make_article
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models.signals import post_save, pre_save
 
-from tests.community_factories import add_member, build_world, make_article, make_user
+from tests.support.community_factories import add_member, build_world, make_article, make_user
 
 STATES = ["draft", "submitted", "published", "rejected", "archived"]
 ACTIONS = ["submit", "publish", "reject", "redraft", "archive"]

@@ -7,7 +7,7 @@ from community.models import Article, Membership
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
-from tests.community_factories import build_world, make_article, make_community
+from tests.support.community_factories import build_world, make_article, make_community
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from eventtrail.delivery.sinks import LogstashHttpSink, LogstashTcpSink
 from eventtrail.delivery.spool import MemorySpool, SqliteSpool
 from eventtrail.stats import counters
 
-from tests.receivers import Blackhole, HttpReceiver, TcpReceiver, free_port
+from tests.support.receivers import Blackhole, HttpReceiver, TcpReceiver, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {"FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05, 0.1], "SEND_TIMEOUT": 1.0}
@@ -111,9 +111,9 @@ def test_ten_thousand_events_survive_an_outage(fast, tmp_path):
         sent = drafts(10_000)
         run(handoff, sent)
         deadline = time.monotonic() + 60
-        while handoff._spool.count() < 10_000 and time.monotonic() < deadline:
+        while handoff.spool.count() < 10_000 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert handoff._spool.count() == 10_000
+        assert handoff.spool.count() == 10_000
         assert counters.snapshot()["counters"]["retried"] > 0
         receiver = TcpReceiver(port).start()
         assert receiver.received.wait_for(10_000, timeout=90)
@@ -124,7 +124,7 @@ def test_ten_thousand_events_survive_an_outage(fast, tmp_path):
     ids = receiver.received.ids()
     assert len(set(ids)) == 10_000
     assert len(ids) == 10_000  # and nothing twice
-    assert handoff._spool is not None
+    assert handoff.spool is not None
 
 
 CHILD = r"""
@@ -144,7 +144,7 @@ from eventtrail.delivery import handoff
 h = handoff()
 for i in range({n}):
     h.put(draft_for("page.view", {{"url.path": "/crash/%d" % i}}))
-while h._spool is None or h._spool.count() < {n}:
+while h.spool is None or h.spool.count() < {n}:
     time.sleep(0.02)
 print("spooled", flush=True)
 time.sleep(60)
@@ -212,7 +212,7 @@ def test_a_blackholed_receiver_never_blocks_the_hand_off(tmp_path):
             run(handoff, items)
             # The worker is now stuck in a send: nothing drains the queue any more.
             deadline = time.monotonic() + 10
-            while handoff._spool is None or handoff._spool.count() < 200:
+            while handoff.spool is None or handoff.spool.count() < 200:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
             time.sleep(0.2)
@@ -339,9 +339,7 @@ def test_the_worker_outlives_a_raising_sink_and_an_unbuildable_draft(fast):
     handoff = Handoff(sink=sink, spool=MemorySpool(10_000))
     try:
         items = drafts(50)
-        broken = dict(items[10])
-        broken["_type"] = None  # building this one fails
-        items[10] = broken
+        items[10].type = None  # building this one fails
         run(handoff, items)
         assert handoff.flush(10)
     finally:

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.test import override_settings
 from eventtrail import schema
+from eventtrail.build import prepare
 from eventtrail.capture import draft_for
-from eventtrail.delivery import prepare
 from eventtrail.delivery.sinks import DeliveryError, LogstashHttpSink
 from eventtrail.ids import uuid7
 
@@ -113,7 +113,7 @@ def counting_roles(user):
 
 @pytest.mark.django_db
 def test_the_roles_hook_runs_once_per_user_not_once_per_event(django_user_model):
-    from eventtrail.capture import clear_caches
+    from eventtrail.build import clear_caches
 
     staff = django_user_model.objects.create_user("rita", is_staff=True)
     other = django_user_model.objects.create_user("olaf")

@@ -3,7 +3,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from tests.community_factories import build_world, make_article
+from tests.support.community_factories import build_world, make_article
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.receivers import free_port
+from tests.support.receivers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from elasticsearch.dsl import A, Q, Search
 from eventtrail import schema
 
 from elasticsearch import BadRequestError, Elasticsearch, UnsupportedProductError, helpers
-from tests.es_adapter import opensearch_template, plain_media_type
+from tests.support.es_adapter import opensearch_template, plain_media_type
 
 DATA_STREAM = "logs-eventtrail-default"
 START = datetime(2025, 3, 1, tzinfo=UTC)

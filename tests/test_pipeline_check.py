@@ -75,3 +75,18 @@ def test_the_pipeline_and_the_embedded_store_flag_the_same_bots():
         if isinstance(node, Match) and "user_agent" in getattr(node.subject, "raw", "")
     }
     assert patterns == {enrichment.BOT_PATTERN}
+
+
+def test_eventtrail_check_reads_the_pipeline_dir_setting(tmp_path, settings, monkeypatch):
+    out = StringIO()
+    call_command("eventtrail_check", stdout=out)  # the demo points the setting at the repo's
+    assert "OK" in out.getvalue()
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "broken.conf").write_text(
+        'input { http { port => 8080 } }\nfilter { mutate { add_field => { "[user][nick]" => "x" } } }\n')
+    settings.EVENTTRAIL = {**settings.EVENTTRAIL, "LOGSTASH_PIPELINE_DIR": "pipeline"}
+    monkeypatch.chdir(tmp_path)  # a relative setting is taken from the working directory
+    out = StringIO()
+    with pytest.raises(CommandError, match="problem"):
+        call_command("eventtrail_check", stdout=out)
+    assert "broken.conf:2" in out.getvalue()

@@ -5,7 +5,7 @@ from django.test import override_settings
 from eventtrail import privacy
 from eventtrail.testing import capture_events
 
-pytestmark = [pytest.mark.urls("tests.capture_urls"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.urls("tests.support.capture_urls"), pytest.mark.django_db(transaction=True)]
 
 
 def opted_out(user):

@@ -4,9 +4,10 @@ import json
 import pytest
 from django.test import override_settings
 from eventtrail import schema
+from eventtrail.build import prepare
 from eventtrail.capture import draft_for
-from eventtrail.delivery import prepare
-from eventtrail.delivery.sinks import DatabaseSink, JsonLinesSink, make_sink
+from eventtrail.delivery import make_sink
+from eventtrail.delivery.sinks import DatabaseSink, JsonLinesSink
 from eventtrail.models import StoredEvent
 
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -170,6 +170,7 @@ EVENTTRAIL = {
     "USER_ROLES": "community.event_types.user_roles",
     "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
     "TARGET_LABELS": "community.event_types.target_labels",
+    "LOGSTASH_PIPELINE_DIR": str(REPO_DIR / "logstash" / "pipeline"),
 }
 
 LOGGING = {

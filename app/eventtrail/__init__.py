@@ -1,6 +1,6 @@
 """Event Trail: record what users do on a Django site and ship it to ELK or an embedded store."""
 
-from eventtrail.capture import suppressed
+from eventtrail.draft import suppressed
 from eventtrail.registry import (
     browser_event,
     model_event,

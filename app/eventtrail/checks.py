@@ -1,10 +1,12 @@
-"""System checks: misspelled settings and a misplaced middleware fail loudly at start-up."""
+"""System checks: misspelled settings, wrong values and a misplaced middleware fail loudly at
+start-up. The middleware runs the same value and import checks when the server starts, so a
+deployment that skips ``manage.py check`` still fails before it serves a request."""
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from eventtrail.conf import unknown_keys
+from eventtrail.conf import import_problems, unknown_keys, value_problems
 
 MIDDLEWARE_PATH = "eventtrail.middleware.EventTrailMiddleware"
 
@@ -18,6 +20,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="eventtrail.E001",
         )
         for key in unknown_keys()
+    ]
+
+
+@register(Tags.compatibility)
+def check_imports(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return [
+        Error(problem, hint="Use a built-in short name or the dotted path of a callable.",
+              id="eventtrail.E002")
+        for problem in import_problems()
+    ]
+
+
+@register(Tags.compatibility)
+def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return [
+        Error(problem, hint="See eventtrail.conf.DEFAULTS for each setting's type and meaning.",
+              id="eventtrail.E003")
+        for problem in value_problems()
     ]
 
 

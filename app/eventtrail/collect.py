@@ -18,8 +18,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 
-from eventtrail.capture import Draft, _identity, emit, internal, tracking_refused
+from eventtrail.capture import emit, internal, tracking_refused
 from eventtrail.conf import get_config
+from eventtrail.draft import Draft
 from eventtrail.privacy import session_hash
 from eventtrail.registry import EventType, registry
 from eventtrail.stats import counters
@@ -265,20 +266,18 @@ def draft_of(request: HttpRequest, page: Page, event_type: EventType, fields: di
              age_ms: int, now_ns: int) -> Draft:
     """A draft like the middleware's, with the page's identity from the token and the session."""
     meta = request.META
-    draft: Draft = {
-        "_ts": now_ns - age_ms * 1_000_000,
-        "_type": event_type,
-        "_remote": meta.get("REMOTE_ADDR"),
-        "_xff": meta.get("HTTP_X_FORWARDED_FOR"),
-        "_query": "",
-        "_kwargs": page.kwargs,
-        "_url_type": registry.by_url_name.get(page.url_name),
-        "url.path": page.path,
-        "user_agent.original": meta.get("HTTP_USER_AGENT"),
-        "eventtrail.source": "browser",
-    }
-    _identity(draft, request)
-    draft.update(fields)
+    draft = Draft(
+        ts=now_ns - age_ms * 1_000_000,
+        source="browser",
+        type=event_type,
+        remote=meta.get("REMOTE_ADDR"),
+        xff=meta.get("HTTP_X_FORWARDED_FOR"),
+        kwargs=page.kwargs,
+        url_type=registry.by_url_name.get(page.url_name),
+        fields={"url.path": page.path, "user_agent.original": meta.get("HTTP_USER_AGENT"),
+                **fields},
+    )
+    draft.identify(request)
     return draft
 
 

@@ -7,15 +7,15 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from eventtrail.capture import Draft, begin, current_draft, finish, internal
+from eventtrail.capture import begin, finish, internal
+from eventtrail.conf import validate
+from eventtrail.draft import Draft, current_draft
 
 
 def _start(request: HttpRequest) -> Draft | None:
     draft = None
     with internal("begin"):
         draft = begin(request)
-        if draft is not None:
-            draft["_request"] = request
     return draft
 
 
@@ -26,6 +26,9 @@ class EventTrailMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        # Built when the server loads the site (gunicorn, uvicorn, runserver): a misspelled
+        # setting stops the start with a message naming it, like ``manage.py check`` does.
+        validate()
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:

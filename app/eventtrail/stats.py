@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 DROP_REASONS = ("queue_full", "sink_down", "invalid", "spool_full", "spool_expired", "shutdown")
-COUNTERS = ("enqueued", "delivered", "spooled", "retried", "internal_error") + tuple(
+COUNTERS = ("enqueued", "delivered", "spooled", "retried", "send_errors", "internal_error") + tuple(
     f"dropped.{reason}" for reason in DROP_REASONS
 )
 
@@ -108,6 +108,7 @@ def aggregate(directory: str | Path, spooled_now: int | None = None) -> dict[str
         "delivered": totals["delivered"],
         "spooled": totals["spooled"],
         "retried": totals["retried"],
+        "send_errors": totals["send_errors"],
         "internal_error": totals["internal_error"],
         "dropped": dropped,
         "last_error": last_error[1] if last_error else None,

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventtrail import delivery, schema
+from eventtrail.build import prepare
+from eventtrail.draft import Draft
 
 
 class CapturedEvents(list[dict[str, Any]]):
@@ -31,14 +33,10 @@ def capture_events() -> Iterator[CapturedEvents]:
     """
     events = CapturedEvents()
 
-    def collect(draft: dict[str, Any]) -> None:
-        prepared = delivery.prepare(draft)
+    def collect(draft: Draft) -> None:
+        prepared = prepare(draft)
         if prepared is not None:
             events.append(json.loads(prepared[1]))
 
-    previous = delivery._override
-    delivery._override = collect
-    try:
+    with delivery.redirected(collect):
         yield events
-    finally:
-        delivery._override = previous

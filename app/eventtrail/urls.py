@@ -16,8 +16,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="eventtrail:schema"), name="docs"),
     path("eventtrail/collect/", collect, name="collect"),
     path("eventtrail/stats/", views.delivery_stats, name="stats"),
-    *[path(f"api/analytics/{name}/", analytics_api.view_for(name), name=f"analytics-{name}")
-      for name in analytics_api.ANALYTICS],
+    *[path(f"api/analytics/{view.name}/", view.as_view(), name=f"analytics-{view.name}")
+      for view in analytics_api.VIEWS],
     path("analytics/me/", analytics_pages.my_activity, name="analytics-me"),
     path("analytics/me/data.json", analytics_pages.my_activity_data, name="analytics-me-data"),
     path("analytics/c/<slug:slug>/", analytics_pages.community, name="analytics-community"),

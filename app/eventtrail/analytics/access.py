@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 
-from eventtrail.api.views import scope_for
 from eventtrail.privacy import stored_user_id
+from eventtrail.stores.query import scope_for
 
 
 def own_id(user: Any) -> str:

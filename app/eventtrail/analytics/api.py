@@ -1,22 +1,21 @@
 """The analytics API under /api/analytics/: thin DRF views over eventtrail.analytics.compute."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from eventtrail.analytics import access, compute
 from eventtrail.analytics.params import Params, parse
-from eventtrail.api.query import QueryError
 from eventtrail.api.views import StoreView
 from eventtrail.stores import Store
+from eventtrail.stores.query import QueryError
 
-PERIOD = {"from", "to"}
+PERIOD = frozenset({"from", "to"})
 SERIES = PERIOD | {"interval"}
 
 
@@ -52,43 +51,6 @@ def _community(request: Request, p: Params, required: bool = False) -> str | Non
     return p.community
 
 
-# name -> (parameters taken, default from, default interval, computation)
-Analytic = Callable[[Store, Request, Params], dict[str, Any]]
-ANALYTICS: dict[str, tuple[set[str], str | None, str, Analytic]] = {
-    "trending": ({"to", "community", "days", "half_life", "size"}, None, "day",
-                 lambda s, r, p: compute.trending(s, p, _community(r, p, True))),
-    "most-viewed": (PERIOD | {"community", "size"}, None, "day",
-                    lambda s, r, p: compute.most_viewed(s, p, community=_community(r, p))),
-    "user-most-viewed": (PERIOD | {"user", "size"}, None, "day",
-                         lambda s, r, p: compute.most_viewed(s, p, user=_user(r, p))),
-    "user-articles": (PERIOD | {"user"}, None, "day",
-                      lambda s, r, p: compute.user_articles(s, p, _user(r, p))),
-    "active-users": (SERIES | {"community"}, "now-30d/d", "day",
-                     lambda s, r, p: compute.active_users(s, p, _community(r, p))),
-    "events-over-time": (SERIES | {"community"}, "now-30d/d", "day",
-                         lambda s, r, p: compute.events_over_time(s, p,
-                                                                  community=_community(r, p))),
-    "user-events-over-time": (SERIES | {"user"}, "now-30d/d", "day",
-                              lambda s, r, p: compute.events_over_time(s, p, user=_user(r, p))),
-    "top-members": (PERIOD | {"community", "size"}, "now-30d/d", "day",
-                    lambda s, r, p: compute.top_members(s, p, _community(r, p))),
-    "content-changes": (SERIES | {"community"}, "now-30d/d", "day",
-                        lambda s, r, p: compute.content_changes(s, p, _community(r, p))),
-    "new-returning": (SERIES | {"community"}, "now-30d/d", "day",
-                      lambda s, r, p: compute.new_returning(s, p, _community(r, p))),
-    "reading-depth": (PERIOD | {"community", "size"}, None, "day",
-                      lambda s, r, p: compute.reading_depth(s, p, _community(r, p))),
-    "video-completion": (PERIOD | {"community", "size"}, None, "day",
-                         lambda s, r, p: compute.video_completion(s, p, _community(r, p))),
-    "also-read": ({"to", "article", "user", "days", "size"}, None, "day",
-                  lambda s, r, p: compute.also_read(s, p, _read_article(s, r, p), _user(r, p))),
-    "communities-for-you": ({"to", "user", "days", "size"}, None, "day",
-                            lambda s, r, p: compute.communities_for_you(s, p, _user(r, p))),
-}
-
-# Recommendations look further back than trending: co-reading needs more than ten days of data.
-DEFAULT_DAYS = {"also-read": 30, "communities-for-you": 30}
-
 DESCRIPTION = """Analytics computed from the event log; bots are excluded unless
 `include_bots=true`. Dates take ISO-8601 or date math (`now-7d`, `now/d`), intervals `hour`,
 `day`, `week`, `month` or e.g. `6h`, exactly as in /api/events/aggregate/. A user sees their own
@@ -97,30 +59,149 @@ anything else is a 403. Unknown parameters are a 400 naming the parameter; an un
 store is a 503. Definitions of each score are in docs/analytics.md."""
 
 
-class AnalyticsView(StoreView):
-    analytic: ClassVar[str] = ""
-
-    def get(self, request: Request) -> Response:
-        allowed, default_from, default_interval, run = ANALYTICS[self.analytic]
-        p = parse(request.query_params, allowed, default_from=default_from,
-                  default_interval=default_interval,
-                  default_days=DEFAULT_DAYS.get(self.analytic))
-        return Response(run(self.store(), request, p))
-
-
-def _parameters(allowed: set[str]) -> list[OpenApiParameter]:
+def _parameters(allowed: frozenset[str]) -> list[OpenApiParameter]:
     return [OpenApiParameter(name, OpenApiTypes.STR, description="See the description above.")
             for name in sorted(allowed | {"include_bots", "tz"})]
 
 
-def view_for(name: str) -> Any:
-    allowed = ANALYTICS[name][0]
-    schema = extend_schema(operation_id=f"analytics_{name.replace('-', '_')}",
-                           summary=name.replace("-", " ").capitalize(), description=DESCRIPTION,
-                           parameters=_parameters(allowed), responses={200: OpenApiTypes.OBJECT})
+class AnalyticsView(StoreView):
+    """One endpoint: the parameters it takes, their defaults, and what it computes. Each
+    subclass documents itself in the OpenAPI schema under ``analytics_<name>``."""
 
-    def get(self: AnalyticsView, request: Request) -> Response:
-        return AnalyticsView.get(self, request)
+    name: ClassVar[str]
+    params: ClassVar[frozenset[str]]
+    default_from: ClassVar[str | None] = None
+    default_interval: ClassVar[str] = "day"
+    default_days: ClassVar[int | None] = None
 
-    cls: Any = type(f"Analytics_{name}", (AnalyticsView,), {"analytic": name, "get": schema(get)})
-    return cls.as_view()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # a shared base such as LastMonth, not an endpoint
+        extend_schema_view(get=extend_schema(
+            operation_id=f"analytics_{cls.name.replace('-', '_')}",
+            summary=cls.name.replace("-", " ").capitalize(), description=DESCRIPTION,
+            parameters=_parameters(cls.params), responses={200: OpenApiTypes.OBJECT},
+        ))(cls)
+
+    def get(self, request: Request) -> Response:
+        p = parse(request.query_params, set(self.params), default_from=self.default_from,
+                  default_interval=self.default_interval, default_days=self.default_days)
+        return Response(self.compute(self.store(), request, p))
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} computes nothing")
+
+
+class LastMonth(AnalyticsView):
+    """Series over a period that defaults to the last 30 days."""
+
+    default_from = "now-30d/d"
+
+
+class Trending(AnalyticsView):
+    name, params = "trending", frozenset({"to", "community", "days", "half_life", "size"})
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.trending(store, p, _community(request, p, True))
+
+
+class MostViewed(AnalyticsView):
+    name, params = "most-viewed", PERIOD | {"community", "size"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.most_viewed(store, p, community=_community(request, p))
+
+
+class UserMostViewed(AnalyticsView):
+    name, params = "user-most-viewed", PERIOD | {"user", "size"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.most_viewed(store, p, user=_user(request, p))
+
+
+class UserArticles(AnalyticsView):
+    name, params = "user-articles", PERIOD | {"user"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.user_articles(store, p, _user(request, p))
+
+
+class ActiveUsers(LastMonth):
+    name, params = "active-users", SERIES | {"community"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.active_users(store, p, _community(request, p))
+
+
+class EventsOverTime(LastMonth):
+    name, params = "events-over-time", SERIES | {"community"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.events_over_time(store, p, community=_community(request, p))
+
+
+class UserEventsOverTime(LastMonth):
+    name, params = "user-events-over-time", SERIES | {"user"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.events_over_time(store, p, user=_user(request, p))
+
+
+class TopMembers(LastMonth):
+    name, params = "top-members", PERIOD | {"community", "size"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.top_members(store, p, _community(request, p))
+
+
+class ContentChanges(LastMonth):
+    name, params = "content-changes", SERIES | {"community"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.content_changes(store, p, _community(request, p))
+
+
+class NewReturning(LastMonth):
+    name, params = "new-returning", SERIES | {"community"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.new_returning(store, p, _community(request, p))
+
+
+class ReadingDepth(AnalyticsView):
+    name, params = "reading-depth", PERIOD | {"community", "size"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.reading_depth(store, p, _community(request, p))
+
+
+class VideoCompletion(AnalyticsView):
+    name, params = "video-completion", PERIOD | {"community", "size"}
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.video_completion(store, p, _community(request, p))
+
+
+# Recommendations look further back than trending: co-reading needs more than ten days of data.
+class AlsoRead(AnalyticsView):
+    name, params = "also-read", frozenset({"to", "article", "user", "days", "size"})
+    default_days = 30
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.also_read(store, p, _read_article(store, request, p), _user(request, p))
+
+
+class CommunitiesForYou(AnalyticsView):
+    name, params = "communities-for-you", frozenset({"to", "user", "days", "size"})
+    default_days = 30
+
+    def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
+        return compute.communities_for_you(store, p, _user(request, p))
+
+
+VIEWS: list[type[AnalyticsView]] = [
+    Trending, MostViewed, UserMostViewed, UserArticles, ActiveUsers, EventsOverTime,
+    UserEventsOverTime, TopMembers, ContentChanges, NewReturning, ReadingDepth, VideoCompletion,
+    AlsoRead, CommunitiesForYou,
+]

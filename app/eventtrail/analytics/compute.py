@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventtrail.analytics.params import Params, day_floor
-from eventtrail.api.query import Filter, Where
 from eventtrail.stores.base import Store, bucket_start, epoch_ms, next_start, render_time
+from eventtrail.stores.query import Filter, Where
 
 VIEW = "article.view"
 CREATE = "article.create"

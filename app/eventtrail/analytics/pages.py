@@ -18,14 +18,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
 from eventtrail.analytics import access, compute
 from eventtrail.analytics.params import Params, parse, period
-from eventtrail.api.query import QueryError
-from eventtrail.conf import get_config
+from eventtrail.conf import get_config, resolved
 from eventtrail.stores import StoreUnavailable, get_store
+from eventtrail.stores.query import QueryError
 
 PERIODS = {"7d": "day", "30d": "day", "90d": "week", "365d": "month", "all": "month"}
 DEFAULT_PERIOD = "30d"
@@ -44,10 +43,10 @@ def _params(request: HttpRequest) -> tuple[str, Params]:
 
 
 def _labels(kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    hook = get_config()["TARGET_LABELS"]
-    if not hook or not ids:
+    hook = resolved("TARGET_LABELS")
+    if hook is None or not ids:
         return {}
-    found: dict[str, tuple[str, str | None]] = import_string(hook)(kind, ids)
+    found: dict[str, tuple[str, str | None]] = hook(kind, ids)
     return found
 
 

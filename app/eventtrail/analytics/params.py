@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventtrail.api.query import (
+from eventtrail.conf import get_config
+from eventtrail.stores.query import (
     Interval,
     QueryError,
-    _bool,
-    _flat,
-    _int,
+    flat_params,
+    parse_bool,
     parse_date,
+    parse_int,
     parse_interval,
     parse_tz,
 )
-from eventtrail.conf import get_config
 
 COMMON = {"from", "to", "include_bots", "tz"}
 
@@ -45,7 +45,7 @@ def parse(
     default_interval: str = "day", now: datetime | None = None, default_days: int | None = None,
 ) -> Params:
     """Unknown parameters are a 400, as in the query API, so typos never pass silently."""
-    flat = _flat(params)
+    flat = flat_params(params)
     for name in flat:
         if name not in allowed | COMMON:
             known = ", ".join(sorted(allowed | COMMON))
@@ -58,18 +58,18 @@ def parse(
         raise QueryError("to", "is before from")
     include_bots = get_config()["INCLUDE_BOTS"]
     if flat.get("include_bots"):
-        include_bots = _bool("include_bots", flat["include_bots"])
+        include_bots = parse_bool("include_bots", flat["include_bots"])
     interval = parse_interval(flat.get("interval") or default_interval)
     if interval.seconds and interval.seconds < 3600 and start is None:
         raise QueryError("interval", "intervals under an hour need a from date")
     config = get_config()
-    size = _int("size", flat["size"], 1, 100) if flat.get("size") else 10
+    size = parse_int("size", flat["size"], 1, 100) if flat.get("size") else 10
     days = default_days or config["TRENDING_DAYS"]
     if flat.get("days"):
-        days = _int("days", flat["days"], 1, 90)
+        days = parse_int("days", flat["days"], 1, 90)
     half_life = float(config["TRENDING_HALF_LIFE_DAYS"])
     if flat.get("half_life"):
-        half_life = float(_int("half_life", flat["half_life"], 1, 90))
+        half_life = float(parse_int("half_life", flat["half_life"], 1, 90))
     return Params(
         now=moment, start=start, end=end, include_bots=include_bots,
         tz=parse_tz(flat.get("tz")), interval=interval, size=size, days=days,

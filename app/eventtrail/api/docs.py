@@ -6,8 +6,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from eventtrail.api import fields as registry
-from eventtrail.api.query import CALENDAR, MAX_BUCKETS, MAX_WINDOW, METRICS
+from eventtrail.stores import fields as registry
+from eventtrail.stores.query import CALENDAR, MAX_BUCKETS, MAX_WINDOW, METRICS
 
 _TYPES = {
     "keyword": OpenApiTypes.STR,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -14,32 +13,18 @@ from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from eventtrail.api import docs
-from eventtrail.api.query import (
+from eventtrail.conf import get_config
+from eventtrail.stores import Store, StoreUnavailable, get_store
+from eventtrail.stores.base import render_time
+from eventtrail.stores.query import (
     AggQuery,
     ListQuery,
     QueryError,
-    Scope,
     parse_aggregate,
     parse_list,
+    scope_for,
     sign_cursor,
 )
-from eventtrail.conf import get_config
-from eventtrail.privacy import stored_user_id
-from eventtrail.stores import Store, StoreUnavailable, get_store
-from eventtrail.stores.base import render_time
-
-VIEW_ALL = "eventtrail.view_all_events"
-
-
-def scope_for(user: Any) -> Scope | None:
-    """None (everything) for staff and holders of view_all_events; else own + moderated."""
-    if user.is_staff or user.has_perm(VIEW_ALL):
-        return None
-    communities: tuple[str, ...] = ()
-    hook = get_config()["MODERATED_COMMUNITIES"]
-    if hook:
-        communities = tuple(sorted({str(slug) for slug in import_string(hook)(user)}))
-    return Scope(stored_user_id(user.pk), communities)
 
 
 class EventsThrottle(ScopedRateThrottle):

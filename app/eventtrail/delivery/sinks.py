@@ -37,8 +37,11 @@ def _hosts(urls: Sequence[str], default_scheme: str, default_port: int) -> list[
     return hosts
 
 
-class _Failover:
-    """Tries each configured host in turn; the one that worked is tried first next time."""
+class FailoverSink:
+    """A base for sinks with several hosts: ``order()`` lists the index of every host, the one
+    that worked last first. A subclass fills ``transports`` (one per host) and ``labels`` (how
+    errors name each), tries them in ``order()`` in its ``send``, sets ``current`` to the one
+    that took the batch, and raises ``DeliveryError`` naming every host's failure."""
 
     transports: list[Any]
     labels: list[str]
@@ -46,12 +49,12 @@ class _Failover:
     def __init__(self) -> None:
         self.current = 0
 
-    def _each(self) -> list[int]:
+    def order(self) -> list[int]:
         n = len(self.transports)
         return [(self.current + i) % n for i in range(n)]
 
 
-class LogstashTcpSink(_Failover):
+class LogstashTcpSink(FailoverSink):
     """Newline-delimited JSON over TCP (``json_lines``). Only the kernel acknowledges it.
 
     Documents go in chunks, one ``sendall`` each, so a broken connection loses at most the
@@ -83,7 +86,7 @@ class LogstashTcpSink(_Failover):
             for i in range(0, len(docs), self.CHUNK)
         ]
         delivered, errors = 0, []
-        for index in self._each():
+        for index in self.order():
             transport = self.transports[index]
             try:
                 for chunk_no in range(delivered // self.CHUNK, len(chunks)):
@@ -100,7 +103,7 @@ class LogstashTcpSink(_Failover):
             transport.close()
 
 
-class LogstashHttpSink(_Failover):
+class LogstashHttpSink(FailoverSink):
     """JSON batches over HTTP with basic auth. Logstash answers 200 only once it has them."""
 
     name = "logstash-http"
@@ -125,7 +128,7 @@ class LogstashHttpSink(_Failover):
         import requests
 
         errors = []
-        for index in self._each():
+        for index in self.order():
             try:
                 self.transports[index].send(docs)
                 self.current = index
@@ -261,19 +264,3 @@ class DatabaseSink:
         from django.db import connections
 
         connections[self.alias].close()
-
-
-BUILTIN: dict[str, Any] = {
-    "logstash-http": LogstashHttpSink,
-    "logstash-tcp": LogstashTcpSink,
-    "jsonl": JsonLinesSink,
-    "database": DatabaseSink,
-}
-
-
-def make_sink(value: str | None = None) -> Sink:
-    from eventtrail.processors import resolve
-
-    factory = resolve("SINK", value or get_config()["SINK"], BUILTIN)
-    sink: Sink = factory()
-    return sink

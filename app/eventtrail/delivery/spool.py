@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -119,6 +120,7 @@ class SqliteSpool:
         self.path = self.dir / f"{name}.sqlite"
         self.db = self._open(self.path)
         self._count = 0
+        _live.add(self)
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
@@ -233,6 +235,41 @@ class SqliteSpool:
             # Releasing the lock with rows left hands them to the next live worker.
             self._lock.close()
             self._lock = None
+
+
+# --- fork safety ------------------------------------------------------------------------------------
+# SQLite's own mutexes are held while a thread is inside it; a fork at that moment leaves them
+# locked forever in the child, whose first sqlite3 call then hangs. Every SQLite call on a spool
+# goes through its mutex, so holding every live spool's mutex across fork() keeps them out.
+_live: weakref.WeakSet[SqliteSpool] = weakref.WeakSet()
+_held: list[SqliteSpool] = []
+
+
+def _before_fork() -> None:
+    for spool in list(_live):
+        spool._mutex.acquire()
+        _held.append(spool)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop()._mutex.release()
+
+
+def _after_fork_in_child() -> None:
+    # The child never uses its parent's spools: it makes its own. It drops its copy of each
+    # lock file's descriptor, which leaves the parent's lock in place (flock is per open file).
+    for spool in list(_live):
+        spool._mutex = threading.RLock()
+        if spool._lock is not None:
+            spool._lock.close()
+            spool._lock = None
+    _held.clear()
+    _live.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def spooled_on_disk(directory: str | Path) -> int:

@@ -7,33 +7,23 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
-from eventtrail.conf import get_config
+from eventtrail.conf import resolved
 from eventtrail.stores.base import Store, StoreUnavailable
-
-BUILTIN = {
-    "database": "eventtrail.stores.database.DatabaseStore",
-    "elasticsearch": "eventtrail.stores.elasticsearch.ElasticsearchStore",
-}
 
 __all__ = ["Store", "StoreUnavailable", "get_store"]
 
 
-def get_store() -> Store:
-    path = get_config()["STORE"]
-    return _make(BUILTIN.get(path, path))
-
-
 @cache
-def _make(path: str) -> Store:
-    store: Store = import_string(path)()
+def get_store() -> Store:
+    """The configured store, built once (``conf.resolved`` names STORE in any error)."""
+    store: Store = resolved("STORE")()
     return store
 
 
 def reset() -> None:
-    """Forget built stores (settings changed)."""
-    _make.cache_clear()
+    """Forget the built store (settings changed)."""
+    get_store.cache_clear()
 
 
 @receiver(setting_changed)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from eventtrail import schema
-from eventtrail.api.query import PERCENTS, AggQuery, Interval, ListQuery, QueryError, Where
+from eventtrail.stores.query import PERCENTS, AggQuery, Interval, ListQuery, QueryError, Where
 
 MAX_HISTOGRAM_BUCKETS = 10_000
 # The shortest length of each calendar unit, so the bucket estimate never falls short.

@@ -29,20 +29,10 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
-from eventtrail.api import fields as registry
-from eventtrail.api import query as api_query
-from eventtrail.api.query import (
-    PERCENTS,
-    AggQuery,
-    Filter,
-    Interval,
-    ListQuery,
-    Term,
-    TextQuery,
-    Where,
-)
 from eventtrail.conf import get_config
 from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
+from eventtrail.stores import fields as registry
+from eventtrail.stores import query as api_query
 from eventtrail.stores.base import (
     Buckets,
     Page,
@@ -55,6 +45,16 @@ from eventtrail.stores.base import (
     percent_key,
     percentile,
     project,
+)
+from eventtrail.stores.query import (
+    PERCENTS,
+    AggQuery,
+    Filter,
+    Interval,
+    ListQuery,
+    Term,
+    TextQuery,
+    Where,
 )
 
 

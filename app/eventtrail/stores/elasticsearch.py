@@ -10,10 +10,9 @@ from typing import Any
 from elasticsearch.dsl import A, Q, Search
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
-from eventtrail.api import fields as registry
-from eventtrail.api import query as api_query
-from eventtrail.api.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
 from eventtrail.conf import get_config
+from eventtrail.stores import fields as registry
+from eventtrail.stores import query as api_query
 from eventtrail.stores.base import (
     Buckets,
     Page,
@@ -23,6 +22,7 @@ from eventtrail.stores.base import (
     fill,
     project,
 )
+from eventtrail.stores.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
 
 # cardinality is exact below this many distinct values, approximate (HyperLogLog++) above.
 PRECISION_THRESHOLD = 3000

@@ -7,12 +7,11 @@ from django import template
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
-from django.utils.module_loading import import_string
 from django.utils.safestring import SafeString
 
 from eventtrail.capture import internal, tracking_refused
 from eventtrail.collect import make_token
-from eventtrail.conf import get_config
+from eventtrail.conf import get_config, resolved
 from eventtrail.registry import registry
 
 register = template.Library()
@@ -22,9 +21,9 @@ CONFIG_ID = "eventtrail-config"
 
 
 def _opted_out(request: Any) -> bool:
-    hook = get_config()["OPT_OUT"]
+    hook = resolved("OPT_OUT")
     user = getattr(request, "user", None)
-    return bool(hook and user is not None and user.is_authenticated and import_string(hook)(user))
+    return bool(hook is not None and user is not None and user.is_authenticated and hook(user))
 
 
 def script_config(request: Any) -> dict[str, Any] | None:

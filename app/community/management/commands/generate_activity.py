@@ -4,8 +4,9 @@ import time
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from eventtrail.delivery import prepare
-from eventtrail.delivery.sinks import DeliveryError, make_sink
+from eventtrail.build import prepare
+from eventtrail.delivery import make_sink
+from eventtrail.delivery.sinks import DeliveryError
 
 from community.activity import Generator, default_until, load_site
 

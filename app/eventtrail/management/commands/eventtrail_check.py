@@ -2,16 +2,17 @@
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from eventtrail import schema
+from eventtrail.conf import get_config
 from eventtrail.logstash import check_pipeline
 from eventtrail.registry import registry
 
 
 def default_pipeline() -> Path:
-    return Path(getattr(settings, "REPO_DIR", Path.cwd())) / "logstash" / "pipeline"
+    """EVENTTRAIL["LOGSTASH_PIPELINE_DIR"]; a relative path is taken from the working directory."""
+    return Path(get_config()["LOGSTASH_PIPELINE_DIR"])
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", nargs="?", help="a pipeline file or directory "
-                            "(default: logstash/pipeline/ of the project)")
+                            "(default: EVENTTRAIL['LOGSTASH_PIPELINE_DIR'])")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"]) if options["path"] else default_pipeline()

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventtrail import schema
-from eventtrail.api import fields as registry
-from eventtrail.api.query import ListQuery, Term, Where
+from eventtrail.build import prepare
 from eventtrail.capture import draft_for
-from eventtrail.delivery import prepare
 from eventtrail.privacy import pseudonym
+from eventtrail.stores import fields as registry
+from eventtrail.stores.query import ListQuery, Term, Where
 
 N_EVENTS = 3000
 START = datetime(2026, 10, 1, tzinfo=UTC)

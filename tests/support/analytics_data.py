@@ -10,8 +10,8 @@ from typing import Any
 
 from community.activity import Generator, load_site
 from eventtrail import schema
+from eventtrail.build import prepare
 from eventtrail.capture import draft_for
-from eventtrail.delivery import prepare
 
 CRAFT = "craft-lab"
 READS = "craft-reads"  # the co-view case lives in a community of its own

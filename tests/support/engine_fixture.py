@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from elasticsearch import Elasticsearch
-from tests import es_adapter
-from tests.engine import Engine, EngineError
+from tests.support import es_adapter
+from tests.support.engine import Engine, EngineError
 
 
 @dataclass

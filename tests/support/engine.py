@@ -22,7 +22,7 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DIR = ROOT / "engine"
 POM = ENGINE_DIR / "pom.xml"
 # The launcher refuses to run as root, and CI runs as root: then the node runs as this user.
@@ -355,7 +355,7 @@ class Engine:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.engine",
+        prog="python -m tests.support.engine",
         description="Run the local search engine in the foreground until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, default=9200, help="HTTP port (0: any free one)")

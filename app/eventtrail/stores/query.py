@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core import signing
 
-from eventtrail.api import fields as registry
-from eventtrail.conf import get_config
+from eventtrail.conf import get_config, resolved
+from eventtrail.privacy import stored_user_id
+from eventtrail.stores import fields as registry
 
 CURSOR_SALT = "eventtrail.api.cursor"
 FLOAT32_MAX = 3.4028234663852886e38
@@ -95,6 +96,20 @@ class Scope:
 
     user_id: str | None
     communities: tuple[str, ...] = ()
+
+
+VIEW_ALL = "eventtrail.view_all_events"
+
+
+def scope_for(user: Any) -> Scope | None:
+    """None (everything) for staff and holders of view_all_events; else own + moderated."""
+    if user.is_staff or user.has_perm(VIEW_ALL):
+        return None
+    communities: tuple[str, ...] = ()
+    hook = resolved("MODERATED_COMMUNITIES")
+    if hook is not None:
+        communities = tuple(sorted({str(slug) for slug in hook(user)}))
+    return Scope(stored_user_id(user.pk), communities)
 
 
 @dataclass(frozen=True)
@@ -277,7 +292,7 @@ def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
     if spec.kind == "date":
         return parse_date(param, raw)
     if spec.kind == "boolean":
-        return _bool(param, raw)
+        return parse_bool(param, raw)
     if spec.kind == "ip":
         try:
             return str(ipaddress.ip_address(raw.strip()))
@@ -286,7 +301,7 @@ def _value(spec: registry.ApiField, param: str, raw: str) -> Any:
     raise QueryError(param, f"{spec.name} cannot be filtered")  # pragma: no cover
 
 
-def _bool(param: str, raw: str) -> bool:
+def parse_bool(param: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"true", "1", "yes"}:
         return True
@@ -295,7 +310,7 @@ def _bool(param: str, raw: str) -> bool:
     raise QueryError(param, f"{raw!r} is not a boolean (true or false)")
 
 
-def _int(param: str, raw: str, low: int, high: int | None = None) -> int:
+def parse_int(param: str, raw: str, low: int, high: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -326,7 +341,7 @@ def parse_filter(param: str, raw: str) -> Filter:
         allowed = ", ".join(x for x in registry.LOOKUPS if x in spec.lookups)
         raise QueryError(param, f"lookup {lookup!r} is not allowed on {name}; allowed: {allowed}")
     if lookup == "exists":
-        return Filter(name, lookup, _bool(param, raw))
+        return Filter(name, lookup, parse_bool(param, raw))
     if lookup == "in":
         items = [item for item in raw.split(",") if item != ""]
         if not items:
@@ -450,7 +465,7 @@ def parse_where(params: Mapping[str, str], known: set[str], scope: Scope | None)
         raise QueryError("to", "is before from")
     include_bots = get_config()["INCLUDE_BOTS"]
     if params.get("include_bots"):
-        include_bots = _bool("include_bots", params["include_bots"])
+        include_bots = parse_bool("include_bots", params["include_bots"])
     text = parse_text(params["q"]) if params.get("q") else None
     return Where(tuple(sorted(filters, key=repr)), start, end, text, include_bots, scope)
 
@@ -480,7 +495,7 @@ def read_cursor(param: str, raw: str, query_digest: str) -> dict[str, Any]:
     return data
 
 
-def _flat(params: Mapping[str, Any]) -> dict[str, str]:
+def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
     """QueryDict -> plain dict; the last value of a repeated parameter wins.
 
     NUL characters are refused (PostgreSQL cannot store or compare them), except in ``q``,
@@ -499,13 +514,13 @@ def _flat(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str = "") -> ListQuery:
-    flat = _flat(params)
+    flat = flat_params(params)
     where = parse_where(flat, LIST_PARAMS, scope)
     sort = parse_sort(flat.get("sort"))
     selected = parse_fields(flat.get("fields"))
     cap = get_config()["MAX_PAGE_SIZE"]
     page_size = (
-        _int("page_size", flat["page_size"], 1, cap)
+        parse_int("page_size", flat["page_size"], 1, cap)
         if flat.get("page_size")
         else min(DEFAULT_PAGE_SIZE, cap)
     )
@@ -514,7 +529,7 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
     if flat.get("page") and flat.get("cursor"):
         raise QueryError("page", "use either page or cursor, not both")
     if flat.get("page"):
-        page = _int("page", flat["page"], 1)
+        page = parse_int("page", flat["page"], 1)
         if page * page_size > MAX_WINDOW:
             raise QueryError(
                 "page",
@@ -532,7 +547,7 @@ def parse_list(params: Mapping[str, Any], scope: Scope | None = None, store: str
 def parse_aggregate(
     params: Mapping[str, Any], scope: Scope | None = None, store: str = ""
 ) -> AggQuery:
-    flat = _flat(params)
+    flat = flat_params(params)
     where = parse_where(flat, AGG_PARAMS, scope)
     group_by: tuple[str, ...] = ()
     if flat.get("group_by"):
@@ -567,7 +582,7 @@ def parse_aggregate(
         raise QueryError("mode", "composite needs group_by")
     if interval and group_by and not composite:
         raise QueryError("interval", "with group_by, an interval needs mode=composite")
-    size = _int("size", flat["size"], 1, MAX_BUCKETS) if flat.get("size") else DEFAULT_BUCKETS
+    size = parse_int("size", flat["size"], 1, MAX_BUCKETS) if flat.get("size") else DEFAULT_BUCKETS
     query_digest = _digest(flat, where, store, {"after", "size"})
     after = None
     if flat.get("after"):

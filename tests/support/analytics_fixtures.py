@@ -16,9 +16,9 @@ from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
 from eventtrail.stores.database import reset_rollups
 
-from tests import analytics_data as data
-from tests import pg_fixture
-from tests.es_adapter import OpenSearchCompatNode, opensearch_template
+from tests.support import analytics_data as data
+from tests.support import pg_fixture
+from tests.support.es_adapter import OpenSearchCompatNode, opensearch_template
 
 DATA_STREAM = "logs-eventtrail-analyticstest"
 PG_ALIAS = "analytics_pg"

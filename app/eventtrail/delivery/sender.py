@@ -1,0 +1,87 @@
+"""The sender: takes batches from the spool to the sink, and backs off when that fails."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from eventtrail.delivery.sinks import DeliveryError, Sink
+from eventtrail.delivery.spool import Spool
+from eventtrail.stats import counters
+
+logger = logging.getLogger("eventtrail.delivery")
+
+
+class Backoff:
+    """Delays between failed attempts: each failure takes the next, the last one repeats."""
+
+    def __init__(self, delays: Sequence[float]) -> None:
+        self.delays = list(delays) or [1.0]
+        self.attempt = 0
+        self.retry_at = 0.0
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def failed(self) -> float:
+        delay = self.delays[min(self.attempt, len(self.delays) - 1)]
+        self.attempt += 1
+        self.retry_at = time.monotonic() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.attempt = 0
+        self.retry_at = 0.0
+
+
+class Sender:
+    """Sends what the spool holds, oldest first. It opens the sink itself, so a sink whose
+    constructor raises (a bad option, a host that cannot be resolved) is retried with backoff
+    like a send that fails, and what waits stays in the spool meanwhile."""
+
+    def __init__(self, spool: Spool, open_sink: Callable[[], Sink], batch_size: int,
+                 backoff: Backoff, sink: Sink | None = None) -> None:
+        self.spool = spool
+        self.open_sink = open_sink
+        self.batch_size = batch_size
+        self.backoff = backoff
+        self.sink = sink
+
+    def step(self) -> None:
+        """Send until the spool is empty or a send fails; at once returns while backing off."""
+        if not self.backoff.ready():
+            return
+        if self.sink is None:
+            try:
+                self.sink = self.open_sink()
+            except Exception as exc:
+                self._failed("sink", f"cannot open the sink: {exc!r}", 0)
+                return
+        sink = self.sink
+        while True:
+            rows = self.spool.peek(self.batch_size)
+            if not rows:
+                return
+            try:
+                sink.send([doc for _, doc in rows])
+            except Exception as exc:
+                delivered = exc.delivered if isinstance(exc, DeliveryError) else 0
+                if delivered:
+                    self.spool.ack(rows[delivered - 1][0])
+                    counters.incr("delivered", delivered)
+                self._failed(sink.name, str(exc), len(rows) - delivered)
+                return
+            self.spool.ack(rows[-1][0])
+            counters.incr("delivered", len(rows))
+            self.backoff.succeeded()
+
+    def _failed(self, name: str, message: str, waiting: int) -> None:
+        delay = self.backoff.failed()
+        counters.incr("send_errors")
+        counters.incr("retried", waiting)
+        counters.error(f"{name}: {message}")
+        logger.warning("Event Trail %s: %s; retry in %.1fs", name, message, delay)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
