@@ -100,7 +100,7 @@ def _load_engine(path: Path, url: str, stream: str) -> float:
     from eventtrail import schema
 
     from elasticsearch import helpers
-    from tests import es_adapter
+    from tests.support import es_adapter
 
     client = es_adapter.client(url)
     template = es_adapter.opensearch_template(

@@ -153,7 +153,7 @@ class PostgresLoader(Loader):
         from django.db import connections
         from eventtrail.models import StoredEvent
 
-        from tests import pg_fixture
+        from tests.support import pg_fixture
 
         self.running = pg_fixture.cluster()
         server = next(self.running)
@@ -203,7 +203,7 @@ class ElasticsearchLoader(Loader):
     def __init__(self, heap: str, request_cache: bool) -> None:
         from eventtrail import schema
 
-        from tests import es_adapter
+        from tests.support import es_adapter
         from tests.support.engine import Engine
 
         self.engine = Engine(heap=heap).start()

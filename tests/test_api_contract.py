@@ -753,7 +753,7 @@ def test_each_store_answers_from_its_own_backend(contract_store, contract_backen
 FUZZ_EXAMPLES = 75
 
 
-@pytest.mark.usefixtures("store")
+@pytest.mark.usefixtures("contract_store")
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors(mode):
     """Schemathesis against the served OpenAPI schema: generated requests never get a 5xx."""
