@@ -279,6 +279,25 @@ def test_shutdown_with_the_receiver_down_is_quick_and_keeps_the_spool(tmp_path):
     assert sqlite3.connect(spool_file).execute("select count(*) from events").fetchone()[0] == 500
 
 
+def test_a_worker_stopped_before_its_first_flush_still_delivers(tmp_path):
+    """A short script (a management command) puts one event and exits at once: the builder's
+    last pass opens the sender, and stop() waits for that sender too."""
+    receiver = TcpReceiver().start()
+    try:
+        with override_settings(EVENTTRAIL={**FAST, "FLUSH_INTERVAL": 30}):
+            counters.reset()
+            handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{receiver.port}"]),
+                              spool=SqliteSpool(tmp_path, 1_000_000, 3600))
+            run(handoff, drafts(3))
+            assert handoff.stop(timeout=10) == 0
+        assert receiver.received.wait_for(3, timeout=10)
+    finally:
+        receiver.stop()
+    assert len(set(receiver.received.ids())) == 3
+    assert not handoff.sender_thread.is_alive()
+    assert counters.snapshot()["counters"]["delivered"] == 3
+
+
 def test_counters_are_summed_over_processes(tmp_path):
     from eventtrail.stats import aggregate
 

@@ -36,7 +36,7 @@ def internal(where: str) -> Iterator[None]:
 
 
 @lru_cache(maxsize=4)
-def _compiled(include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[re.Pattern, re.Pattern]:
+def _compiled(include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
     never = r"(?!)"
     return (
         re.compile("|".join(f"(?:{p})" for p in include) or never),

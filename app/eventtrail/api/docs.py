@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
@@ -130,16 +132,16 @@ def aggregate_parameters() -> list[OpenApiParameter]:
     ]
 
 
-class ErrorItemSerializer(serializers.Serializer):
+class ErrorItemSerializer(serializers.Serializer[Any]):
     param = serializers.CharField(allow_null=True)
     message = serializers.CharField()
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Any]):
     errors = ErrorItemSerializer(many=True)  # type: ignore[assignment]
 
 
-class EventPageSerializer(serializers.Serializer):
+class EventPageSerializer(serializers.Serializer[Any]):
     count = serializers.IntegerField(required=False, help_text="Page mode only, capped.")
     count_is_capped = serializers.BooleanField(required=False)
     page = serializers.IntegerField(required=False)
@@ -148,7 +150,7 @@ class EventPageSerializer(serializers.Serializer):
     results = serializers.ListField(child=serializers.DictField(), help_text="ECS documents.")
 
 
-class BucketSerializer(serializers.Serializer):
+class BucketSerializer(serializers.Serializer[Any]):
     key = serializers.DictField()
     count = serializers.IntegerField()
     unique_users = serializers.IntegerField(required=False)
@@ -156,7 +158,7 @@ class BucketSerializer(serializers.Serializer):
     percentiles_duration = serializers.DictField(required=False)
 
 
-class AggregateSerializer(serializers.Serializer):
+class AggregateSerializer(serializers.Serializer[Any]):
     group_by = serializers.ListField(child=serializers.CharField())
     interval = serializers.CharField(allow_null=True)
     tz = serializers.CharField()

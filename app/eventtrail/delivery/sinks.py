@@ -153,7 +153,7 @@ def _no_wait_tcp_transport() -> Any:
     """
     from logstash_async.transport import TcpTransport
 
-    class NoWaitTcpTransport(TcpTransport):
+    class NoWaitTcpTransport(TcpTransport):  # type: ignore[misc]  # untyped library
         def _wait_for_socket_buffer_empty(self) -> None:
             return None
 
@@ -174,7 +174,7 @@ def _json_array_transport() -> type:
     from logstash_async.transport import HttpTransport
     from requests.auth import HTTPBasicAuth
 
-    class JsonArrayHttpTransport(HttpTransport):
+    class JsonArrayHttpTransport(HttpTransport):  # type: ignore[misc]  # untyped library
         session: requests.Session | None = None
 
         def send(self, events: Sequence[str], **kwargs: Any) -> None:

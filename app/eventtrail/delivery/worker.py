@@ -224,7 +224,10 @@ class Handoff:
         timeout = get_config()["SHUTDOWN_TIMEOUT"] if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self.stopping.set()
-        for thread in (self.thread, self.sender_thread):
+        # The builder first: its last pass may open the sender (a worker stopped before its
+        # first flush), so the sender's thread is read only once the builder has returned.
+        for name in ("thread", "sender_thread"):
+            thread = getattr(self, name)
             if thread is not None and thread.is_alive():
                 self.wake.set()
                 self.send_wake.set()
