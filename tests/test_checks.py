@@ -8,7 +8,7 @@ from eventtrail.conf import DEFAULTS, get_config
 def test_unknown_key_is_an_error_with_a_stable_id():
     with override_settings(EVENTTRAIL={"SINKK": "jsonl"}):
         assert check_settings() == [
-            Error("Unknown key EVENTTRAIL['SINKK'].",
+            Error("Unknown key EVENTTRAIL['SINKK']; did you mean 'SINK'?",
                   hint="See eventtrail.conf.DEFAULTS for the settings Event Trail reads.",
                   id="eventtrail.E001")
         ]

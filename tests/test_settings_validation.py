@@ -1,7 +1,11 @@
 """Every setting is checked at start-up, by value, with messages that name the setting and the
 value; a sink that cannot be built never turns into silent loss."""
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -14,11 +18,11 @@ from eventtrail.checks import check_imports, check_values
 from eventtrail.delivery import Handoff
 from eventtrail.delivery.sinks import LogstashHttpSink
 from eventtrail.delivery.spool import MemorySpool
-from eventtrail.middleware import EventTrailMiddleware
 from eventtrail.stats import counters
 
 from tests.support.receivers import HttpReceiver, free_port
 
+APP = Path(__file__).resolve().parent.parent / "app"
 FAST = {"FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05, 0.1], "SEND_TIMEOUT": 1.0}
 
 
@@ -40,9 +44,45 @@ def test_a_misspelled_pluggable_setting_fails_check_naming_setting_and_value(set
         assert f"EVENTTRAIL[{setting!r}]" in errors[0].msg and repr(bad) in errors[0].msg
         with pytest.raises(SystemCheckError, match=setting):
             call_command("check")
-        # What runserver and gunicorn do when they load the middleware: the start fails.
+        # What every process runs when the app loads (gunicorn included): the start fails.
         with pytest.raises(ImproperlyConfigured, match=setting):
-            EventTrailMiddleware(lambda request: None)
+            conf.validate()
+
+
+@pytest.mark.parametrize("setting, value, nearest", [
+    ("SINK", "logstash-htpp", "logstash-http"),
+    ("STORE", "elasticsaerch", "elasticsearch"),
+    ("PROCESSORS", ["anonymise_ip"], "anonymize_ip"),
+    ("SINK", "eventtrail.delivery.sinks.JsonLineSink", "eventtrail.delivery.sinks.JsonLinesSink"),
+    ("OPT_OUT", "eventtrail.processors.opt_outt", "eventtrail.processors.opt_out"),
+])
+def test_a_misspelling_names_the_nearest_valid_choice(setting, value, nearest):
+    with override_settings(EVENTTRAIL={setting: value}):
+        (error,) = check_imports()
+    assert error.msg.endswith(f"did you mean {nearest!r}?")
+
+
+def test_a_misspelled_key_names_the_nearest_key():
+    with (override_settings(EVENTTRAIL={"BATCHSIZE": 100}),
+          pytest.raises(ImproperlyConfigured, match=r"'BATCHSIZE'.*did you mean 'BATCH_SIZE'")):
+        conf.validate()
+
+
+@pytest.mark.parametrize("command", [
+    ["-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0", "config.wsgi:application"],
+    ["-c", "import config.wsgi"],
+    ["manage.py", "check"],
+    ["manage.py", "migrate", "--check"],
+], ids=["gunicorn", "wsgi-import", "check", "any-command"])
+def test_a_process_started_with_a_misspelled_sink_exits_naming_it(command, tmp_path):
+    """Gunicorn runs no system checks: loading the app refuses to start, naming the setting."""
+    env = {**os.environ, "EVENTTRAIL_SINK": "logstash-htpp", "EVENTTRAIL_VAR_DIR": str(tmp_path),
+           "DJANGO_SETTINGS_MODULE": "config.settings"}
+    started = subprocess.run([sys.executable, *command], cwd=APP, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert started.returncode != 0
+    assert "EVENTTRAIL['SINK'] = 'logstash-htpp'" in started.stderr
+    assert "did you mean 'logstash-http'?" in started.stderr
 
 
 def test_the_shipped_defaults_and_the_demo_settings_pass():
@@ -76,7 +116,7 @@ def test_a_wrong_value_fails_check_naming_setting_and_value(setting, value, prob
         assert f"EVENTTRAIL[{setting!r}] = {value!r}" in errors[0].msg
         assert problem in errors[0].msg
         with pytest.raises(ImproperlyConfigured, match=setting):
-            EventTrailMiddleware(lambda request: None)
+            conf.validate()
 
 
 def test_a_secret_is_never_echoed_in_a_message():

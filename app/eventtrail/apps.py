@@ -15,3 +15,6 @@ class EventTrailConfig(AppConfig):
         signals.install()
         # Like admin.py: every installed app may declare its types in event_types.py.
         autodiscover_modules("event_types")
+        # Gunicorn, uvicorn and task workers run no system checks: a misspelled setting stops
+        # every process here, naming the setting, rather than failing later and silently.
+        conf.validate()

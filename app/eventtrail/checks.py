@@ -1,12 +1,13 @@
-"""System checks: misspelled settings, wrong values and a misplaced middleware fail loudly at
-start-up. The middleware runs the same value and import checks when the server starts, so a
-deployment that skips ``manage.py check`` still fails before it serves a request."""
+"""System checks: misspelled settings, wrong values and a misplaced middleware, each with a
+stable id. The app runs the same checks when it loads (``EventTrailConfig.ready``), so a process
+that runs no system checks (gunicorn, a worker) still refuses to start; these report the settings
+a test changes afterwards with ``override_settings``."""
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from eventtrail.conf import import_problems, unknown_keys, value_problems
+from eventtrail.conf import import_problems, unknown_key_problems, value_problems
 
 MIDDLEWARE_PATH = "eventtrail.middleware.EventTrailMiddleware"
 
@@ -15,11 +16,11 @@ MIDDLEWARE_PATH = "eventtrail.middleware.EventTrailMiddleware"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return [
         Error(
-            f"Unknown key EVENTTRAIL[{key!r}].",
+            problem,
             hint="See eventtrail.conf.DEFAULTS for the settings Event Trail reads.",
             id="eventtrail.E001",
         )
-        for key in unknown_keys()
+        for problem in unknown_key_problems()
     ]
 
 

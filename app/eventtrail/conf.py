@@ -6,6 +6,8 @@ system checks in ``eventtrail.checks`` resolve and validate everything at start-
 """
 from __future__ import annotations
 
+import difflib
+import importlib
 import inspect
 import ipaddress
 import re
@@ -148,6 +150,17 @@ def unknown_keys() -> list[str]:
     return sorted(set(user) - set(DEFAULTS))
 
 
+def did_you_mean(value: str, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the nearest of ``choices``, or nothing when none is near."""
+    near = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def unknown_key_problems() -> list[str]:
+    return [f"Unknown key EVENTTRAIL[{key!r}]{did_you_mean(key, DEFAULTS)}"
+            for key in unknown_keys()]
+
+
 
 
 # --- pluggable settings ---------------------------------------------------------------------------
@@ -189,10 +202,25 @@ def load(setting: str, value: Any) -> Any:
         known = f"; built-in names are {sorted(aliases)}" if aliases else ""
         raise ImproperlyConfigured(
             f"EVENTTRAIL[{setting!r}] = {value!r}: cannot import it ({exc}){known}"
+            + _nearest(value, aliases)
         ) from exc
     if not callable(found):
         raise ImproperlyConfigured(f"EVENTTRAIL[{setting!r}] = {value!r}: {found!r} is not callable")
     return found
+
+
+def _nearest(value: str, aliases: Mapping[str, str]) -> str:
+    """The short name, or the name in the named module, that ``value`` most likely meant."""
+    if "." not in value:
+        return did_you_mean(value, aliases)
+    module_path, _, name = value.rpartition(".")
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError:
+        return ""  # the module itself is wrong: the error above names the part that failed
+    names = [f"{module_path}.{n}" for n in dir(module)
+             if not n.startswith("_") and callable(getattr(module, n))]
+    return did_you_mean(value, names)
 
 
 @cache
@@ -423,10 +451,11 @@ def value_problems() -> list[str]:
 
 
 def validate() -> None:
-    """Raise ImproperlyConfigured with every problem: what a server checks when it starts."""
-    problems = value_problems() + import_problems()
+    """Raise ImproperlyConfigured with every problem, each naming its setting: what every
+    process checks when the app loads (``EventTrailConfig.ready``), gunicorn's included."""
+    problems = unknown_key_problems() + value_problems() + import_problems()
     if problems:
-        raise ImproperlyConfigured("Event Trail settings: " + "; ".join(problems))
+        raise ImproperlyConfigured("Event Trail settings:\n" + "\n".join(f"- {p}" for p in problems))
 
 
 @receiver(setting_changed)

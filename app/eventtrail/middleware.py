@@ -8,7 +8,6 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from eventtrail.capture import begin, finish, internal
-from eventtrail.conf import validate
 from eventtrail.draft import Draft, current_draft
 
 
@@ -26,9 +25,6 @@ class EventTrailMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        # Built when the server loads the site (gunicorn, uvicorn, runserver): a misspelled
-        # setting stops the start with a message naming it, like ``manage.py check`` does.
-        validate()
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
