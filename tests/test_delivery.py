@@ -370,6 +370,41 @@ def test_the_worker_outlives_a_raising_sink_and_an_unbuildable_draft(fast):
     assert handoff.thread is not None
 
 
+class BuggySink(FlakySink):
+    """The same bug on every one of its first sends."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+
+def test_a_repeated_error_is_logged_once_with_its_traceback_and_counted_each_time(fast, caplog):
+    sink = BuggySink(failures=6)
+    with override_settings(EVENTTRAIL={**FAST, "RETRY_BACKOFF": [0.01]}):
+        handoff = Handoff(sink=sink, spool=MemorySpool(10_000))
+        try:
+            items = drafts(40)
+            for i in (3, 17, 29):
+                items[i].type = None  # building each of these fails the same way
+            with caplog.at_level("DEBUG", logger="eventtrail.delivery"):
+                run(handoff, items)
+                assert handoff.flush(10)
+        finally:
+            stop(handoff)
+    assert len(sink.docs) == 37
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all(r.exc_info for r in errors)
+    assert errors[1].exc_info[0] is RuntimeError
+    assert "could not build an event" in errors[0].getMessage()
+    assert "a bug in a sink" in errors[1].getMessage()
+    repeats = [r for r in caplog.records if r.levelname == "DEBUG" and "seen before" in r.getMessage()]
+    assert len(repeats) == 2 + 5
+    snapshot = counters.snapshot()
+    assert snapshot["counters"]["dropped.invalid"] == 3
+    assert snapshot["counters"]["send_errors"] == 6
+    assert "a bug in a sink" in snapshot["last_error"]
+
+
 def test_the_tcp_sink_leaves_the_librarys_global_settings_alone():
     from logstash_async.constants import constants
 

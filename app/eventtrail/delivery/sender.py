@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 
 from eventtrail.delivery.sinks import DeliveryError, Sink
@@ -34,18 +35,44 @@ class Backoff:
         self.retry_at = 0.0
 
 
+class ErrorLog:
+    """Logs each distinct error once with its traceback, and its repeats at DEBUG: a bug hit on
+    every pass, or a sink that cannot be built for a day, writes one traceback, not thousands.
+    Distinct means the exception's type and the line that raised it. The counters and
+    ``last_error`` (``eventtrail_stats``) still see every occurrence."""
+
+    LIMIT = 256  # distinct errors remembered; past it, each is logged once more
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def report(self, message: str, exc: BaseException) -> None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        key = (type(exc).__qualname__, frames[-1].filename if frames else "",
+               (frames[-1].lineno or 0) if frames else 0)
+        if key in self.seen:
+            logger.debug("Event Trail %s (seen before): %r", message, exc)
+            return
+        if len(self.seen) >= self.LIMIT:
+            self.seen.clear()
+        self.seen.add(key)
+        logger.error("Event Trail %s", message, exc_info=exc)
+
+
 class Sender:
     """Sends what the spool holds, oldest first. It opens the sink itself, so a sink whose
     constructor raises (a bad option, a host that cannot be resolved) is retried with backoff
     like a send that fails, and what waits stays in the spool meanwhile."""
 
     def __init__(self, spool: Spool, open_sink: Callable[[], Sink], batch_size: int,
-                 backoff: Backoff, sink: Sink | None = None) -> None:
+                 backoff: Backoff, sink: Sink | None = None, errors: ErrorLog | None = None
+                 ) -> None:
         self.spool = spool
         self.open_sink = open_sink
         self.batch_size = batch_size
         self.backoff = backoff
         self.sink = sink
+        self.errors = errors or ErrorLog()
 
     def step(self) -> None:
         """Send until the spool is empty or a send fails; at once returns while backing off."""
@@ -55,7 +82,7 @@ class Sender:
             try:
                 self.sink = self.open_sink()
             except Exception as exc:
-                self._failed("sink", f"cannot open the sink: {exc!r}", 0)
+                self._failed("sink", f"cannot open the sink: {exc!r}", 0, exc)
                 return
         sink = self.sink
         while True:
@@ -69,18 +96,24 @@ class Sender:
                 if delivered:
                     self.spool.ack(rows[delivered - 1][0])
                     counters.incr("delivered", delivered)
-                self._failed(sink.name, str(exc), len(rows) - delivered)
+                # A refused or failed delivery is an outage; anything else is a bug in the sink.
+                self._failed(sink.name, str(exc) or repr(exc), len(rows) - delivered,
+                             None if isinstance(exc, DeliveryError | OSError) else exc)
                 return
             self.spool.ack(rows[-1][0])
             counters.incr("delivered", len(rows))
             self.backoff.succeeded()
 
-    def _failed(self, name: str, message: str, waiting: int) -> None:
+    def _failed(self, name: str, message: str, waiting: int,
+                bug: BaseException | None = None) -> None:
         delay = self.backoff.failed()
         counters.incr("send_errors")
         counters.incr("retried", waiting)
         counters.error(f"{name}: {message}")
-        logger.warning("Event Trail %s: %s; retry in %.1fs", name, message, delay)
+        if bug is not None:
+            self.errors.report(f"{name}: {message}; retry in {delay:.1f}s", bug)
+        else:
+            logger.warning("Event Trail %s: %s; retry in %.1fs", name, message, delay)
 
     def close(self) -> None:
         if self.sink is not None:

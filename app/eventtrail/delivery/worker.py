@@ -17,7 +17,7 @@ from typing import Any
 
 from eventtrail.build import prepare as build_and_serialise
 from eventtrail.conf import get_config, load, resolved
-from eventtrail.delivery.sender import Backoff, Sender
+from eventtrail.delivery.sender import Backoff, ErrorLog, Sender
 from eventtrail.delivery.sinks import Sink
 from eventtrail.delivery.spool import MemorySpool, Spool, SqliteSpool
 from eventtrail.stats import counters
@@ -64,6 +64,7 @@ class Handoff:
         self._open_sink = open_sink
         self._open_spool = open_spool
         self._spool_backoff = Backoff(config["RETRY_BACKOFF"])
+        self.errors = ErrorLog()
         self.sender: Sender | None = None
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -110,11 +111,12 @@ class Handoff:
                 self.spool = self._open_spool()
         except Exception as exc:
             delay = self._spool_backoff.failed()
-            self._worker_error(f"cannot open the spool: {exc!r}; retry in {delay:.1f}s")
+            self._worker_error(f"cannot open the spool: {exc!r}; retry in {delay:.1f}s", exc)
             return None
         config = get_config()
         self.sender = Sender(self.spool, self._open_sink, self.batch_size,
-                             Backoff(config["RETRY_BACKOFF"]), sink=self._sink)
+                             Backoff(config["RETRY_BACKOFF"]), sink=self._sink,
+                             errors=self.errors)
         self.sender_thread = threading.Thread(target=self._send_loop, args=(self.sender,),
                                               name="eventtrail-sender", daemon=True)
         self.sender_thread.start()
@@ -141,7 +143,7 @@ class Handoff:
                     persist_at = time.monotonic() + PERSIST_EVERY
                     self.persist()
             except Exception as exc:  # the worker must outlive any bug or outage
-                self._worker_error(repr(exc))
+                self._worker_error(repr(exc), exc)
             if stopping:
                 self.send_wake.set()
                 return
@@ -159,14 +161,14 @@ class Handoff:
                 else:
                     self.idle.clear()
             except Exception as exc:
-                self._worker_error(repr(exc))
+                self._worker_error(repr(exc), exc)
             if last:
                 return
 
-    def _worker_error(self, message: str) -> None:
+    def _worker_error(self, message: str, exc: BaseException) -> None:
         counters.incr("internal_error")
         counters.error(f"worker: {message}")
-        logger.exception("Event Trail delivery worker error; continuing")
+        self.errors.report(f"delivery worker error, continuing: {message}", exc)
         time.sleep(0.1)
 
     def _spool_queued(self, spool: Spool) -> int:
@@ -185,7 +187,7 @@ class Handoff:
                     except Exception as exc:
                         counters.drop("invalid")
                         counters.error(f"build: {exc!r}")
-                        logger.exception("Event Trail could not build an event; dropped")
+                        self.errors.report("could not build an event; dropped", exc)
                         continue
                     if prepared is not None:
                         docs.append(prepared)
