@@ -2,9 +2,11 @@
 value; a sink that cannot be built never turns into silent loss."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -210,6 +212,11 @@ def test_a_sink_whose_constructor_raises_keeps_every_event_in_the_spool():
             assert "cannot open the sink" in snapshot["last_error"]
             assert not any(v for k, v in snapshot["counters"].items() if k.startswith("dropped"))
             assert handoff.spool.count() == 300 and UnbuildableSink.sent == []
+            handoff.persist()  # what operators read, summed over processes
+            out = StringIO()
+            call_command("eventtrail_stats", stdout=out)
+            assert re.search(r"send_errors +[1-9]", out.getvalue())
+            assert "last error      sink: cannot open the sink: OSError" in out.getvalue()
             UnbuildableSink.broken = False  # the host resolves again
             assert handoff.flush(20)
         finally:

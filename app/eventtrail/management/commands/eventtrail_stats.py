@@ -22,7 +22,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(totals, indent=2))
             return
         self.stdout.write(f"sink: {get_config()['SINK']}    spool: {directory}")
-        for name in ("enqueued", "spooled", "delivered", "retried", "internal_error", "in_spool"):
+        for name in ("enqueued", "spooled", "delivered", "retried", "send_errors", "internal_error",
+                     "in_spool"):
             self.stdout.write(f"  {name:<15} {totals.get(name, 0):>12,}")
         for reason, count in sorted(totals["dropped"].items()):
             self.stdout.write(f"  dropped.{reason:<7} {count:>12,}")
