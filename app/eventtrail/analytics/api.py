@@ -1,6 +1,7 @@
 """The analytics API under /api/analytics/: thin DRF views over eventtrail.analytics.compute."""
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
@@ -64,7 +65,7 @@ def _parameters(allowed: frozenset[str]) -> list[OpenApiParameter]:
             for name in sorted(allowed | {"include_bots", "tz"})]
 
 
-class AnalyticsView(StoreView):
+class AnalyticsView(StoreView, metaclass=ABCMeta):
     """One endpoint: the parameters it takes, their defaults, and what it computes. Each
     subclass documents itself in the OpenAPI schema under ``analytics_<name>``."""
 
@@ -89,8 +90,9 @@ class AnalyticsView(StoreView):
                   default_interval=self.default_interval, default_days=self.default_days)
         return Response(self.compute(self.store(), request, p))
 
+    @abstractmethod
     def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} computes nothing")
+        """The endpoint's answer for the parsed parameters ``p``."""
 
 
 class LastMonth(AnalyticsView):
