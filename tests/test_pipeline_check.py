@@ -73,6 +73,7 @@ def test_the_pipeline_and_the_embedded_store_flag_the_same_bots():
         for condition in iter_conditions(config)
         for node in condition.operands
         if isinstance(node, Match) and "user_agent" in getattr(node.subject, "raw", "")
+        and "bot" in node.pattern.pattern
     }
     assert patterns == {enrichment.BOT_PATTERN}
 
