@@ -3,7 +3,7 @@
 #
 # `elasticsearch`: the kibana_system password, the roles and users in elasticsearch/roles and
 # elasticsearch/users, the ILM policy, then the index template, then the two data streams.
-# `kibana`: waits until Kibana reports itself available, then imports the saved objects.
+# `kibana`: waits until Kibana's saved objects are available, then imports the saved objects.
 # Every call is a PUT or an overwrite, so running it again converges on the same state.
 set -euo pipefail
 # Bash 5.2 would otherwise read "&" in a ${var//pattern/replacement} as "the matched text".
@@ -13,6 +13,10 @@ BUNDLE_DIR=${EVENTTRAIL_BUNDLE_DIR:-/eventtrail}
 ES_URL=${ELASTICSEARCH_URL:-http://elasticsearch:9200}
 KIBANA_URL=${KIBANA_URL:-http://kibana:5601}
 SETUP_TIMEOUT=${SETUP_TIMEOUT:-300}
+# Attempts per call when the answer is a connection error, a 429 or a 5xx: Elasticsearch
+# recovering its cluster state after the health wait, Kibana still migrating saved objects.
+REQUEST_TRIES=${REQUEST_TRIES:-6}
+RETRY_DELAY=${RETRY_DELAY:-2}
 
 ILM_POLICY_NAME=eventtrail
 INDEX_TEMPLATE_NAME=eventtrail
@@ -91,8 +95,24 @@ init_work_dir() {
   printf 'user = "elastic:%s"\n' "$JSON_STRING" >"$WORK_DIR/curl.conf"
 }
 
-# request METHOD URL [curl options...]: sets STATUS and RESPONSE; succeeds on a 2xx answer.
+# request METHOD URL [curl options...]: request_once, again after a transient failure (a
+# connection error, 429 or 5xx), up to REQUEST_TRIES times, waiting RETRY_DELAY seconds and
+# twice as long after each attempt. Every call setup makes is a PUT, an overwrite or a read,
+# so sending one again is safe.
 request() {
+  local attempt=1 delay=$RETRY_DELAY
+  until request_once "$@"; do
+    [[ $STATUS == 000 || $STATUS == 429 || $STATUS == 5* ]] || return 1
+    ((attempt < REQUEST_TRIES)) || return 1
+    log "$1 $2: ${STATUS/#000/no answer}; trying again in ${delay}s ($attempt/$REQUEST_TRIES)"
+    sleep "$delay"
+    attempt=$((attempt + 1))
+    delay=$((delay * 2))
+  done
+}
+
+# request_once METHOD URL [curl options...]: sets STATUS and RESPONSE; succeeds on a 2xx answer.
+request_once() {
   local method=$1 url=$2
   shift 2
   STATUS=000
@@ -120,7 +140,7 @@ put_json() {
 wait_for_elasticsearch() {
   local deadline=$((SECONDS + SETUP_TIMEOUT)) rejected=0
   log "waiting for Elasticsearch at $ES_URL"
-  until request GET "$ES_URL/_cluster/health?wait_for_status=yellow&timeout=5s"; do
+  until request_once GET "$ES_URL/_cluster/health?wait_for_status=yellow&timeout=5s"; do
     if [[ $STATUS == 401 ]] && ((++rejected >= 5)); then
       die "Elasticsearch rejects the elastic password. Its data volume was created with another" \
         "ELASTIC_PASSWORD: put that one back in .env, or start afresh with 'docker compose down -v'."
@@ -158,7 +178,10 @@ ensure_data_stream() {
     return
   fi
   [[ $STATUS == 404 ]] || die "GET _data_stream/$name failed ($STATUS): $RESPONSE"
-  request PUT "$ES_URL/_data_stream/$name" || die "creating $name failed ($STATUS): $RESPONSE"
+  if ! request PUT "$ES_URL/_data_stream/$name"; then
+    # A retried PUT whose first answer was lost finds the stream already there.
+    request GET "$ES_URL/_data_stream/$name" || die "creating $name failed ($STATUS): $RESPONSE"
+  fi
   log "created data stream $name"
 }
 
@@ -179,12 +202,15 @@ setup_elasticsearch() {
   log "Elasticsearch is set up"
 }
 
+# Waits until Kibana's saved-objects service is available: that is what the import needs. The
+# overall level is the worst of every plugin's and often stays "degraded" on a healthy stack
+# (task manager), so it is not waited for.
 wait_for_kibana() {
   local deadline=$((SECONDS + SETUP_TIMEOUT))
-  local available='"overall":\{[^}]*"level":"available"'
-  log "waiting for Kibana at $KIBANA_URL"
-  until request GET "$KIBANA_URL/api/status" && [[ $RESPONSE =~ $available ]]; do
-    ((SECONDS < deadline)) || die "Kibana not available after ${SETUP_TIMEOUT}s ($STATUS)"
+  local ready='"savedObjects":\{[^{}]*"level":"available"'
+  log "waiting for Kibana's saved objects at $KIBANA_URL"
+  until request_once GET "$KIBANA_URL/api/status" && [[ $RESPONSE =~ $ready ]]; do
+    ((SECONDS < deadline)) || die "Kibana's saved objects not available after ${SETUP_TIMEOUT}s ($STATUS)"
     sleep 5
   done
 }

@@ -165,7 +165,9 @@ EVENTTRAIL = {
     "ELASTICSEARCH_HOSTS": env_list("ELASTICSEARCH_HOSTS", "http://127.0.0.1:9200"),
     "ELASTICSEARCH_USER": env("ELASTICSEARCH_API_USER"),
     "ELASTICSEARCH_PASSWORD": env("ELASTICSEARCH_API_PASSWORD"),
-    "KIBANA_URL": env("KIBANA_PUBLIC_URL"),
+    # Unset under compose: Kibana on localhost at its published port, as Kibana itself assumes.
+    "KIBANA_URL": env("KIBANA_PUBLIC_URL") or (
+        f"http://localhost:{env('KIBANA_PORT')}" if env("KIBANA_PORT") else ""),
     "TRUSTED_PROXIES": env_list("EVENTTRAIL_TRUSTED_PROXIES"),
     "USER_ROLES": "community.event_types.user_roles",
     "MODERATED_COMMUNITIES": "community.event_types.moderated_communities",
