@@ -266,6 +266,11 @@ def walk_mapping(properties: Mapping[str, Any], prefix: str = "") -> Iterator[tu
             yield name, value.get("type", "object")
 
 
+def field_types() -> dict[str, str]:
+    """Each field's mapping type: what the pipeline's type gate (logstash/scripts/) enforces."""
+    return {f.name: f.type for f in FIELDS}
+
+
 def export() -> dict[str, Any]:
     """The schema as JSON-ready data (``manage.py eventtrail_schema``)."""
     return {

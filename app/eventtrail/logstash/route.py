@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from eventtrail import schema
+
+from . import gate
 from .parser import (
     Array,
     Bareword,
@@ -66,6 +69,9 @@ class Route:
     filters: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     hazards: list[str] = field(default_factory=list)
+    # The events a filter made of this one (the batch splitter), each routed on from there;
+    # this one is then cancelled.
+    spawned: list[Route] = field(default_factory=list)
 
     @property
     def tags(self) -> list[str]:
@@ -82,6 +88,9 @@ class Route:
 
     def __str__(self) -> str:
         lines = [*self.steps]
+        if self.spawned:
+            lines.append(f"split into {len(self.spawned)} events; this one is cancelled")
+            return "\n".join(lines)
         lines.append("tags: " + (", ".join(self.tags) or "(none)"))
         lines.append("ends in: " + (self.stream or ", ".join(self.outputs) or "no output"))
         lines.extend(f"HAZARD: {h}" for h in self.hazards)
@@ -525,6 +534,9 @@ def _filter(event: dict[str, Any], plugin: Plugin, result: Route) -> None:
     if plugin.name == "mutate":
         _mutate(event, plugin)
         return
+    if _script(plugin) == "type_gate.rb":
+        gate.gate(event, _SCHEMA_TREE)
+        return
     spec = FILTER_INPUTS.get(plugin.name)
     if spec is None:
         return
@@ -547,6 +559,15 @@ def _filter(event: dict[str, Any], plugin: Plugin, result: Route) -> None:
                     f"line {plugin.line}: {_label(plugin)} writes under {target}[{child}], "
                     f"which is {_kind(found)}: InvalidFieldSetException; Logstash stops the "
                     "pipeline")
+
+
+def _script(plugin: Plugin) -> str | None:
+    """The file name of a ruby filter's script (logstash/scripts/), when it runs one."""
+    path = _text(plugin.get("path")) if plugin.name == "ruby" else None
+    return path.rsplit("/", 1)[-1] if path else None
+
+
+_SCHEMA_TREE = gate.tree(schema.field_types())
 
 
 def _short(value: Any) -> str:
@@ -599,15 +620,30 @@ def _walk(body: tuple[Statement, ...], evaluator: _Evaluator, result: Route,
 def route(config: Config, event: dict[str, Any]) -> Route:
     """Evaluate the filter and output sections of ``config`` on one decoded ``event`` (a copy
     is changed as the simulated filters change it)."""
-    current = json.loads(json.dumps(event))
-    result = Route(current)
-    evaluator = _Evaluator(current, result.hazards)
-    for section in config.sections:
-        if section.kind == "filter":
-            _walk(section.body, evaluator, result, _filter)
-    for section in config.sections:
-        if section.kind == "output":
-            _walk(section.body, evaluator, result, _output)
+    filters = [s for section in config.sections if section.kind == "filter" for s in section.body]
+    outputs = [s for section in config.sections if section.kind == "output" for s in section.body]
+    return _route(json.loads(json.dumps(event)), tuple(filters), tuple(outputs))
+
+
+def _route(event: dict[str, Any], filters: tuple[Statement, ...],
+           outputs: tuple[Statement, ...]) -> Route:
+    result = Route(event)
+    evaluator = _Evaluator(event, result.hazards)
+    for index, statement in enumerate(filters):
+        if isinstance(statement, Plugin) and _script(statement) == "split_batch.rb":
+            result.filters.append(_label(statement))
+            result.steps.append(f"line {statement.line}: filter {_label(statement)}")
+            made = gate.split(event, _new_event)
+            if made is not None:
+                # The new events go on from the next filter, as Logstash passes on what a
+                # filter yields; the original is cancelled.
+                result.spawned = [_route(e, filters[index + 1:], outputs) for e in made]
+                for number, child in enumerate(result.spawned, 1):
+                    child.steps[:0] = [*result.steps, f"element {number} of {len(made)}"]
+                return result
+            continue
+        _walk((statement,), evaluator, result, _filter)
+    _walk(outputs, evaluator, result, _output)
     return result
 
 
@@ -674,5 +710,13 @@ def decode(body: str, input: str = "http") -> list[dict[str, Any]]:
 
 
 def explain(config: Config, body: str, input: str = "http") -> Iterator[Route]:
+    """The route of every event the body becomes, those a filter split it into included (the
+    split event itself is left out: Logstash cancels it)."""
+    def leaves(result: Route) -> Iterator[Route]:
+        if not result.spawned:
+            yield result
+        for child in result.spawned:
+            yield from leaves(child)
+
     for event in decode(body, input):
-        yield route(config, event)
+        yield from leaves(route(config, event))
