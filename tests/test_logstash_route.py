@@ -203,3 +203,22 @@ def test_the_command_explains_a_file_and_fails_on_a_hazard(tmp_path):
     assert "== event 2" in out.getvalue() and "IllegalArgumentException" in out.getvalue()
     with pytest.raises(CommandError, match="cannot read"):
         call_command("eventtrail_check", str(pipeline), "--route", str(tmp_path / "none.json"))
+
+
+def test_a_present_null_is_not_a_missing_field():
+    # Logstash holds a JSON null as Ruby nil: its text is "", so a list with "" matches it,
+    # while a missing field matches nothing (EventCondition.FieldInConstantList).
+    assert taken('[f] in ["x", ""]', {"f": None})
+    assert not taken('[f] in ["x", ""]', {})
+    assert not taken("[f]", {"f": None})
+
+
+def test_writing_under_a_null_raises_inside_mutate():
+    config = parse('filter { mutate { replace => { "[o][child]" => "x" } } } output { stdout {} }')
+    assert route(config, {"o": None}).tags == ["_mutate_error"]
+    assert route(config, {}).event["o"] == {"child": "x"}
+
+
+def test_a_null_metadata_fails_the_codec_like_any_non_object():
+    (event,) = decode(json.dumps({"@metadata": None, "a": 1}))
+    assert event["tags"] == ["_jsonparsefailure"]

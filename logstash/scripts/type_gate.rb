@@ -44,8 +44,13 @@ end
 def walk(event, tree, prefix)
   tree.each do |key, spec|
     path = prefix + [key]
-    value = event.get("[" + path.join("][") + "]")
-    next if value.nil?
+    ref = "[" + path.join("][") + "]"
+    value = event.get(ref)
+    if value.nil?
+      # A null object: harmless to Elasticsearch, but a filter writing under it raises.
+      event.remove(ref) if spec.is_a?(Hash) && event.include?(ref)
+      next
+    end
     if spec.is_a?(Hash)
       if value.is_a?(Hash)
         walk(event, spec, path)

@@ -17,8 +17,9 @@ module LogStash
     def initialize(data = {})
       raise TypeError, "not an object" unless data.is_a?(Hash)
       @data = data.dup
-      metadata = @data.delete("@metadata")
-      raise TypeError, "@metadata is not an object" unless metadata.nil? || metadata.is_a?(Hash)
+      if @data.key?("@metadata") && !@data.delete("@metadata").is_a?(Hash)
+        raise TypeError, "@metadata is not an object" # null too: Logstash casts it to a map
+      end
       @data["@version"] ||= "1"
       tags = @data["tags"]
       unless tags.nil? || tags.is_a?(String) || (tags.is_a?(Array) && tags.all? { |t| t.is_a?(String) })
@@ -64,6 +65,12 @@ module LogStash
       end
       raise ArgumentError, "cannot set on a scalar" unless node.is_a?(Hash)
       node[keys[-1]] = value
+    end
+
+    def include?(ref)
+      keys = path(ref)
+      parent = keys.size == 1 ? @data : get("[" + keys[0..-2].join("][") + "]")
+      parent.is_a?(Hash) && parent.key?(keys[-1])
     end
 
     def remove(ref)

@@ -90,10 +90,14 @@ def gate(event: dict[str, Any], schema_tree: Mapping[str, Any], prefix: tuple[st
     for part in prefix:
         node = node[part]
     for key, spec in schema_tree.items():
-        if not isinstance(node, dict) or node.get(key) is None:
+        if not isinstance(node, dict) or key not in node:
             continue
         value = node[key]
         path = (*prefix, key)
+        if value is None:
+            if isinstance(spec, dict):
+                del node[key]  # a null object: the filters cannot write under it (Ruby nil)
+            continue
         if isinstance(spec, dict):
             if isinstance(value, dict):
                 gate(event, spec, path)

@@ -100,18 +100,32 @@ class Route:
 # --- the event as Logstash holds it ------------------------------------------------------------
 
 
+class _Null:
+    """A field that is there and null. Logstash holds it as Ruby nil, which is not a missing
+    field: ``in ["x", ""]`` matches it (its text is ""), and writing a child under it raises."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL = _Null()
+
+
 def _get(event: Any, path: tuple[str, ...]) -> Any:
-    """``Accessors.get``: None when any parent is missing or is not a map or a list."""
+    """``Accessors.get``: None when the field or a parent is missing or a parent is not a map or
+    a list; ``NULL`` when the field itself is there and null."""
     target = event
     for key in path:
         if isinstance(target, dict):
-            target = target.get(key)
+            target = NULL if key in target and target[key] is None else target.get(key)
         elif isinstance(target, list):
             try:
                 index = int(key)
-                target = target[index] if -len(target) <= index < len(target) else None
             except ValueError:
                 return None
+            if not -len(target) <= index < len(target):
+                return None
+            target = NULL if target[index] is None else target[index]
         else:
             return None
     return target
@@ -125,6 +139,8 @@ def _set(event: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
         if child is None:
             child = {}
             _set_child(target, key, child)
+        elif child is NULL:
+            raise LogstashRaises(f"InvalidFieldSetException: cannot set under [{key}], a null")
         target = child
     _set_child(target, path[-1], value)
 
@@ -160,6 +176,8 @@ def _java_str(value: Any) -> str:
     """``Object.toString()`` of the value as Logstash holds it."""
     if value is None:
         return "null"
+    if value is NULL:
+        return ""  # RubyNil's toString
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -383,6 +401,8 @@ def _combine(operator: str, left: Callable[[], bool], right: Callable[[], bool]
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
+    if value is NULL:
+        return "null"
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
             list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
@@ -463,7 +483,7 @@ def _sprintf(event: dict[str, Any], text: str) -> str:
     """``%{[a][b]}`` references replaced by the field's value; a missing field stays as is."""
     def field_value(m: re.Match[str]) -> str:
         found = _get(event, _path(m.group(1)))
-        return m.group(0) if found is None else _java_str(found)
+        return m.group(0) if found is None or found is NULL else _java_str(found)
     return _SPRINTF.sub(field_value, text)
 
 
@@ -507,7 +527,7 @@ def _mutate(event: dict[str, Any], plugin: Plugin) -> None:
             _set(event, _path(name), _sprintf(event, value))
         for name, kind in _pairs(plugin.get("convert")):
             found = _get(event, _path(name))
-            if found is not None and kind in _CONVERT:
+            if found is not None and found is not NULL and kind in _CONVERT:
                 _set(event, _path(name), _CONVERT[kind](found))
         for name in _strings(plugin.get("strip")):
             found = _get(event, _path(name))
@@ -545,6 +565,7 @@ def _filter(event: dict[str, Any], plugin: Plugin, result: Route) -> None:
     if source is None:
         return
     value = _get(event, _path(source))
+    value = None if value is NULL else value  # both plugins read a nil as no value
     problem = check(value)
     if problem:
         result.hazards.append(f"line {plugin.line}: {_label(plugin)} reads {source} = "
@@ -656,8 +677,8 @@ def _new_event(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TypeError(f"{_kind(data)} is not an event")
     event = dict(data)
-    metadata = event.pop("@metadata", None)
-    if metadata is not None and not isinstance(metadata, dict):
+    # A null @metadata fails too: Logstash casts whatever is there to a map.
+    if "@metadata" in event and not isinstance(event.pop("@metadata"), dict):
         raise TypeError("@metadata is not an object")
     event.setdefault("@version", "1")
     tags = event.get("tags")
