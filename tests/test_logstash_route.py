@@ -222,3 +222,9 @@ def test_writing_under_a_null_raises_inside_mutate():
 def test_a_null_metadata_fails_the_codec_like_any_non_object():
     (event,) = decode(json.dumps({"@metadata": None, "a": 1}))
     assert event["tags"] == ["_jsonparsefailure"]
+
+
+def test_null_tags_are_illegal_tags():
+    # A real Logstash 9.5.2 dead-lettered {"tags": null} (tests/data/real_logstash_run.json).
+    (event,) = decode(json.dumps({"tags": None}))
+    assert event["tags"] == ["_tagsparsefailure"] and event["_tags"] == [None]

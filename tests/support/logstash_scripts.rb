@@ -22,7 +22,7 @@ module LogStash
       end
       @data["@version"] ||= "1"
       tags = @data["tags"]
-      unless tags.nil? || tags.is_a?(String) || (tags.is_a?(Array) && tags.all? { |t| t.is_a?(String) })
+      if @data.key?("tags") && !(tags.is_a?(String) || (tags.is_a?(Array) && tags.all? { |t| t.is_a?(String) }))
         @data["_tags"] = [tags]
         @data["tags"] = ["_tagsparsefailure"]
       end

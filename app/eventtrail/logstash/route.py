@@ -682,7 +682,9 @@ def _new_event(data: Any) -> dict[str, Any]:
         raise TypeError("@metadata is not an object")
     event.setdefault("@version", "1")
     tags = event.get("tags")
-    if not (tags is None or isinstance(tags, str) or (
+    # A null there is Ruby nil, which is no legal tags value either (a real Logstash 9.5.2
+    # dead-lettered {"tags": null}).
+    if "tags" in event and not (isinstance(tags, str) or (
             isinstance(tags, list) and all(isinstance(t, str) for t in tags))):
         event["_tags"] = [tags]
         event["tags"] = ["_tagsparsefailure"]
