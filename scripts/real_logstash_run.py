@@ -43,20 +43,22 @@ from eventtrail import schema  # noqa: E402
 from eventtrail.logstash import parse  # noqa: E402
 from eventtrail.logstash.route import explain  # noqa: E402
 
-from tests.support.hostile import CORPUS, VALID  # noqa: E402
+from tests.support.hostile import CORPUS, VALID, inputs_digest  # noqa: E402
 
 BASE = Path(os.environ.get("BASE", "/tmp/real-logstash"))
 ES = "http://127.0.0.1:19200"
 HTTP_PORT, TCP_PORT = 18080, 15000
 USER, PASSWORD = "eventtrail", "hostile-run"
 MAIN, DEAD = "eventtrail-main", "eventtrail-deadletter"
-OUT = ROOT / "tests" / "data" / "real_logstash_run.json"
+# PIPELINE and OUT let the same run be made of another pipeline (an older one, to see it fail).
+PIPELINE = Path(os.environ.get("PIPELINE", ROOT / "logstash" / "pipeline" / "eventtrail.conf"))
+OUT = Path(os.environ.get("OUT", ROOT / "tests" / "data" / "real_logstash_run.json"))
 # Elasticsearch 8.7.1's integ-test build lacks x-pack and mapper-extras.
 SWAPS = {"wildcard": "keyword", "match_only_text": "text", "constant_keyword": "keyword"}
 
 
 def pipeline_text() -> str:
-    text = (ROOT / "logstash" / "pipeline" / "eventtrail.conf").read_text()
+    text = PIPELINE.read_text()
     text = text.replace("/usr/share/logstash/scripts/", f"{ROOT}/logstash/scripts/")
     text = text.replace("port => 8080", f"port => {HTTP_PORT}").replace(
         "port => 5000", f"port => {TCP_PORT}").replace('host => "0.0.0.0"', 'host => "127.0.0.1"')
@@ -167,7 +169,7 @@ def main() -> None:
     conf = work / "eventtrail.conf"
     conf.write_text(pipeline_text())
     # Predictions come from the pipeline as shipped (the copy differs only in ports and outputs).
-    config = parse((ROOT / "logstash" / "pipeline" / "eventtrail.conf").read_text())
+    config = parse(PIPELINE.read_text())
 
     es_log, ls_log = work / "es.log", work / "ls.log"
     shutil.rmtree(BASE / "es" / "data", ignore_errors=True)
@@ -257,6 +259,8 @@ def main() -> None:
                 "logstash": version.group(1) if version else "unknown",
                 "elasticsearch": es("GET", "/")["version"]["number"],
                 "built_with": "../shared/tools/real-logstash (setup-real-elk.sh, add-geoip.sh)",
+                # What was run: a later change to any of these calls for a new run.
+                "inputs_sha256": inputs_digest(),
                 "pipeline_commit": subprocess.run(
                     ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                     text=True).stdout.strip(),

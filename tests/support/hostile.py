@@ -1,8 +1,12 @@
 """A hostile corpus for the Logstash pipeline: every field it reads, writes or routes on, with
 every JSON type and the values that stress a field. Shared by tests/test_logstash_scripts.py
 and scripts/real_logstash_run.py, which sends it to a real Logstash."""
+import hashlib
 import itertools
 import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 UUID = "01a24d39-4d58-7709-853b-e41babe0eb19"
 VALID = {"@timestamp": "2026-12-06T10:00:00.000Z",
@@ -67,3 +71,13 @@ CORPUS += [
     ("key with brackets", {**VALID, "a]b[c": 1, "event": {**VALID["event"], "[x]": 2}}),
     ("unicode everywhere", {**VALID, "url": {"path": "/ü/😀/\u202e"}}),
 ]
+
+
+def inputs_digest() -> str:
+    """One digest of the pipeline, its scripts and this corpus: what a recorded run of a real
+    Logstash (tests/data/real_logstash_run.json) was made from."""
+    digest = hashlib.sha256()
+    for path in [ROOT / "logstash" / "pipeline" / "eventtrail.conf",
+                 *sorted((ROOT / "logstash" / "scripts").iterdir()), Path(__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
