@@ -112,6 +112,8 @@ def post(body: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except urllib.error.URLError:
+        return 0  # refused: Logstash is gone (an older pipeline stops on the corpus)
 
 
 def start(command: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
