@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import eventtrail
@@ -10,6 +11,7 @@ from community.activity import Generator, default_until, load_site
 from community.models import Community, Membership
 from community.seed import seed
 from django.contrib.auth import get_user_model
+from django.db import OperationalError
 from django.test import Client
 from eventtrail.build import prepare
 from eventtrail.delivery.sinks import DatabaseSink
@@ -47,7 +49,16 @@ def site(settings):
 
 def session_for(chromium, live_server, user, viewport=DESKTOP, javascript=True):
     client = Client()
-    client.force_login(user)
+    # The live server may still be answering the last page's poll: with SQLite's shared cache a
+    # table another connection reads is "locked" at once (no busy wait), so try again briefly.
+    for attempt in range(20):
+        try:
+            client.force_login(user)
+            break
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(0.1)
     context = chromium.new_context(viewport=viewport, java_script_enabled=javascript)
     context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
                           "url": live_server.url}])
