@@ -1,7 +1,9 @@
 """Delivery against real local receivers: acks, outages, crashes, retries, forks."""
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from eventtrail.delivery.sinks import LogstashHttpSink, LogstashTcpSink
 from eventtrail.delivery.spool import MemorySpool, SqliteSpool
 from eventtrail.stats import counters
 
+from tests.support.invariant import assert_balanced
 from tests.support.receivers import Blackhole, HttpReceiver, TcpReceiver, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +48,9 @@ def fast():
 
 
 def stop(handoff):
+    """Stop the worker; then every event it was given is accounted for."""
     handoff.stop(timeout=5)
+    assert_balanced(handoff)
 
 
 def test_tcp_delivers_each_event_once_as_one_schema_valid_document(fast):
@@ -265,6 +270,7 @@ def test_forked_workers_deliver_each_event_once(fast, tmp_path):
 
 
 def test_shutdown_with_the_receiver_down_is_quick_and_keeps_the_spool(tmp_path):
+    counters.reset()
     with override_settings(EVENTTRAIL={**FAST, "RETRY_BACKOFF": [30]}):
         handoff = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{free_port()}"]),
                           spool=SqliteSpool(tmp_path, 1_000_000, 3600))
@@ -272,6 +278,7 @@ def test_shutdown_with_the_receiver_down_is_quick_and_keeps_the_spool(tmp_path):
         assert not handoff.flush(0.5)
         left = handoff.stop(timeout=5)
     assert left == 500
+    assert assert_balanced(handoff)["in_spool"] == 500
     assert not handoff.thread.is_alive()
     (spool_file,) = tmp_path.glob("spool-*.sqlite")
     import sqlite3
@@ -319,7 +326,8 @@ def test_stats_command_and_staff_endpoint_sum_all_processes(client, django_user_
 
     for pid, delivered in ((101, 3), (102, 4)):
         (tmp_path / f"stats-{pid}.json").write_text(json.dumps(
-            {"pid": pid, "counters": {"delivered": delivered, "dropped.sink_down": 1},
+            {"pid": pid, "counters": {"delivered": delivered, "dropped.sink_down": 1,
+                                      "collect.accepted": pid - 100, "collect.invalid.wrong_type": 1},
              "last_error": None, "last_error_at": None, "updated_at": 1.0}))
     with override_settings(EVENTTRAIL={"SPOOL_DIR": str(tmp_path)}):
         from io import StringIO
@@ -327,11 +335,16 @@ def test_stats_command_and_staff_endpoint_sum_all_processes(client, django_user_
         out = StringIO()
         call_command("eventtrail_stats", "--json", stdout=out)
         assert json.loads(out.getvalue())["delivered"] == 7
+        text = StringIO()
+        call_command("eventtrail_stats", stdout=text)
+        assert re.search(r"collect\.accepted +3\n", text.getvalue())
+        assert re.search(r"collect\.invalid\.wrong_type +2\n", text.getvalue())
         assert client.get("/eventtrail/stats/").status_code == 302  # not staff: to login
         staff = django_user_model.objects.create_user("op", is_staff=True)
         client.force_login(staff)
         data = client.get("/eventtrail/stats/").json()
     assert data["delivered"] == 7 and data["dropped"]["sink_down"] == 2
+    assert data["collect"] == {"accepted": 3, "invalid.wrong_type": 2}
     assert data["in_spool"] == 0
 
 
@@ -411,3 +424,100 @@ def test_the_tcp_sink_leaves_the_librarys_global_settings_alone():
     before = constants.SOCKET_CLOSE_WAIT_TIMEOUT
     LogstashTcpSink(["tcp://127.0.0.1:1"])
     assert before == constants.SOCKET_CLOSE_WAIT_TIMEOUT
+
+
+class FailingSpool(MemorySpool):
+    """A spool whose writes fail as a full disk makes SQLite fail them, a set number of times."""
+
+    def __init__(self, append_failures=0, ack_failures=0):
+        super().__init__(1_000_000)
+        self.append_failures, self.ack_failures = append_failures, ack_failures
+
+    def append(self, docs):
+        if self.append_failures:
+            self.append_failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().append(docs)
+
+    def ack(self, upto):
+        if self.ack_failures:
+            self.ack_failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        super().ack(upto)
+
+
+class CountingSink:
+    name = "counting"
+
+    def __init__(self):
+        self.docs = []
+
+    def send(self, docs):
+        self.docs.extend(docs)
+
+    def close(self):
+        pass
+
+
+def test_a_failed_spool_write_keeps_the_events_in_memory_and_tries_again(fast):
+    sink, spool = CountingSink(), FailingSpool(append_failures=3)
+    with override_settings(EVENTTRAIL={**FAST, "RETRY_BACKOFF": [0.01]}):
+        handoff = Handoff(sink=sink, spool=spool)
+        try:
+            run(handoff, drafts(700))
+            assert handoff.flush(10)
+        finally:
+            stop(handoff)
+    ids = [json.loads(doc)["event"]["id"] for doc in sink.docs]
+    assert len(ids) == len(set(ids)) == 700
+    values = counters.snapshot()["counters"]
+    assert values["spool_errors"] == 3 and values["delivered"] == 700
+    assert not any(v for k, v in values.items() if k.startswith("dropped."))
+
+
+def test_memory_stays_bounded_while_the_spool_cannot_be_written(fast):
+    spool = FailingSpool(append_failures=10**9)
+    with override_settings(EVENTTRAIL={**FAST, "QUEUE_SIZE": 100, "RETRY_BACKOFF": [0.01]}):
+        handoff = Handoff(sink=CountingSink(), spool=spool)
+        try:
+            for batch in range(6):
+                run(handoff, drafts(50, start=batch * 50))
+                deadline = time.monotonic() + 10  # the worker drains the queue into memory
+                while (handoff.queue or handoff.building) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            terms = assert_balanced(handoff)
+            assert len(handoff.unspooled) == 100 and terms["in_memory"] == 100
+            assert terms["dropped"] == {"spool_unwritable": 200}
+            # The newest are kept, the oldest went.
+            assert json.loads(handoff.unspooled[-1][1])["url"]["path"] == "/p/299"
+        finally:
+            handoff.stop(timeout=2)
+    terms = assert_balanced(handoff)
+    assert terms["dropped"]["shutdown"] > 0 and terms["delivered"] == 0
+
+
+def test_a_failed_ack_is_retried_without_sending_again(fast):
+    sink, spool = CountingSink(), FailingSpool(ack_failures=4)
+    with override_settings(EVENTTRAIL={**FAST, "RETRY_BACKOFF": [0.01], "BATCH_SIZE": 100}):
+        handoff = Handoff(sink=sink, spool=spool)
+        try:
+            run(handoff, drafts(500))
+            assert handoff.flush(10)
+        finally:
+            stop(handoff)
+    ids = [json.loads(doc)["event"]["id"] for doc in sink.docs]
+    assert len(ids) == len(set(ids)) == 500  # the sink got each batch once
+    values = counters.snapshot()["counters"]
+    assert values["spool_errors"] == 4 and values["delivered"] == 500
+
+
+def test_a_processor_that_drops_an_event_is_counted(fast):
+    with override_settings(EVENTTRAIL={**FAST}):
+        handoff = Handoff(sink=CountingSink(), spool=MemorySpool(1000),
+                          prepare=lambda draft: None)
+        try:
+            run(handoff, drafts(7))
+            assert handoff.flush(10)
+        finally:
+            stop(handoff)
+    assert counters.snapshot()["counters"]["dropped.processor"] == 7

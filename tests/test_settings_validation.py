@@ -22,6 +22,7 @@ from eventtrail.delivery.sinks import LogstashHttpSink
 from eventtrail.delivery.spool import MemorySpool
 from eventtrail.stats import counters
 
+from tests.support.invariant import assert_balanced
 from tests.support.receivers import HttpReceiver, free_port
 
 APP = Path(__file__).resolve().parent.parent / "app"
@@ -216,11 +217,12 @@ def test_a_sink_whose_constructor_raises_keeps_every_event_in_the_spool():
             out = StringIO()
             call_command("eventtrail_stats", stdout=out)
             assert re.search(r"send_errors +[1-9]", out.getvalue())
-            assert "last error      sink: cannot open the sink: OSError" in out.getvalue()
+            assert re.search(r"last error +sink: cannot open the sink: OSError", out.getvalue())
             UnbuildableSink.broken = False  # the host resolves again
             assert handoff.flush(20)
         finally:
             handoff.stop(timeout=5)
+    assert_balanced(handoff)
     ids = [json.loads(doc)["event"]["id"] for doc in UnbuildableSink.sent]
     assert len(ids) == len(set(ids)) == 300
 
@@ -250,6 +252,7 @@ def test_a_receiver_down_from_the_start_loses_nothing():
                 receiver.stop()
         finally:
             handoff.stop(timeout=5)
+    assert assert_balanced(handoff)["delivered"] == 500
     ids = receiver.received.ids()
     assert len(ids) == len(set(ids)) == 500
     assert counters.snapshot()["counters"]["delivered"] == 500

@@ -286,7 +286,8 @@ def _count_rejected(reason: str, amount: int = 1) -> None:
 
 
 def _invalid(reason: str) -> None:
-    counters.drop("invalid")
+    # Refused before the hand-off, and told to the browser (422): never enqueued, so counted
+    # only here, not among the delivery's drops.
     counters.incr(f"collect.invalid.{reason}")
 
 

@@ -8,8 +8,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-DROP_REASONS = ("queue_full", "sink_down", "invalid", "spool_full", "spool_expired", "shutdown")
-COUNTERS = ("enqueued", "delivered", "spooled", "retried", "send_errors", "internal_error") + tuple(
+# Why an event that was handed off left without being delivered. Every one has a name, so that
+# in each process enqueued + adopted == delivered + in_spool + in_memory + the sum of these
+# (adopted: spooled by a process that died, taken over by this one):
+#   queue_full        the in-memory hand-off was full (the worker is behind, or the spool failing)
+#   invalid           it could not be built into a document (a bug: see last_error)
+#   processor         a processor dropped it on purpose (an opt-out, say)
+#   duplicate         an event with the same event.id was already waiting in the spool
+#   spool_unwritable  the spool could not be written (a full disk, most often) and the events
+#                     waiting in memory for it passed QUEUE_SIZE: the oldest go
+#   spool_full        the spool passed SPOOL_MAX_EVENTS: the oldest go
+#   spool_expired     it waited in the spool longer than SPOOL_MAX_AGE
+#   shutdown          the process stopped with it still in memory (what is spooled stays)
+#   sink_down         kept for operators' dashboards of earlier versions; nothing counts it now
+DROP_REASONS = ("queue_full", "invalid", "processor", "duplicate", "spool_unwritable",
+                "spool_full", "spool_expired", "shutdown", "sink_down")
+COUNTERS = ("enqueued", "adopted", "delivered", "spooled", "retried", "send_errors",
+            "spool_errors", "internal_error") + tuple(
     f"dropped.{reason}" for reason in DROP_REASONS
 )
 
@@ -103,14 +118,19 @@ def aggregate(directory: str | Path, spooled_now: int | None = None) -> dict[str
             {"pid": data["pid"], "alive": _alive(int(data["pid"])), "updated_at": data["updated_at"]}
         )
     dropped = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("dropped.")}
+    # The browser collector's own counts: what it accepted, and what it refused before hand-off.
+    collect = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("collect.")}
     result: dict[str, Any] = {
         "enqueued": totals["enqueued"],
+        "adopted": totals["adopted"],
         "delivered": totals["delivered"],
         "spooled": totals["spooled"],
         "retried": totals["retried"],
         "send_errors": totals["send_errors"],
+        "spool_errors": totals["spool_errors"],
         "internal_error": totals["internal_error"],
         "dropped": dropped,
+        "collect": collect,
         "last_error": last_error[1] if last_error else None,
         "processes": processes,
     }

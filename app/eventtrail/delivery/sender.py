@@ -73,10 +73,16 @@ class Sender:
         self.backoff = backoff
         self.sink = sink
         self.errors = errors or ErrorLog()
+        # A batch the sink took but the spool could not forget (a full disk fails the DELETE):
+        # (last seq, how many). Nothing more is sent until it is acknowledged, so a crash meanwhile
+        # re-sends at most this one batch.
+        self.unacked: tuple[int, int] | None = None
 
     def step(self) -> None:
         """Send until the spool is empty or a send fails; at once returns while backing off."""
         if not self.backoff.ready():
+            return
+        if self.unacked is not None and not self._ack(*self.unacked):
             return
         if self.sink is None:
             try:
@@ -93,16 +99,32 @@ class Sender:
                 sink.send([doc for _, doc in rows])
             except Exception as exc:
                 delivered = exc.delivered if isinstance(exc, DeliveryError) else 0
-                if delivered:
-                    self.spool.ack(rows[delivered - 1][0])
-                    counters.incr("delivered", delivered)
+                if delivered and not self._ack(rows[delivered - 1][0], delivered):
+                    return
                 # A refused or failed delivery is an outage; anything else is a bug in the sink.
                 self._failed(sink.name, str(exc) or repr(exc), len(rows) - delivered,
                              None if isinstance(exc, DeliveryError | OSError) else exc)
                 return
-            self.spool.ack(rows[-1][0])
-            counters.incr("delivered", len(rows))
+            if not self._ack(rows[-1][0], len(rows)):
+                return
             self.backoff.succeeded()
+
+    def _ack(self, upto: int, count: int) -> bool:
+        """Forget a delivered batch; it counts as delivered once the spool has forgotten it."""
+        try:
+            self.spool.ack(upto)
+        except Exception as exc:
+            self.unacked = (upto, count)
+            delay = self.backoff.failed()
+            counters.incr("spool_errors")
+            counters.error(f"spool: could not forget a delivered batch: {exc!r}")
+            self.errors.report(f"could not forget {count} delivered events in the spool "
+                               f"({exc!r}); nothing more is sent until it can, retry in "
+                               f"{delay:.1f}s", exc)
+            return False
+        self.unacked = None
+        counters.incr("delivered", count)
+        return True
 
     def _failed(self, name: str, message: str, waiting: int,
                 bug: BaseException | None = None) -> None:

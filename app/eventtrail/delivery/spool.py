@@ -1,6 +1,7 @@
 """Spools: where built events wait until a sink acknowledges them. On disk by default."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
@@ -22,7 +23,7 @@ Row = tuple[int, str]  # (sequence number, serialised document)
 
 
 class Spool(Protocol):
-    def append(self, docs: list[tuple[str, str]]) -> None: ...
+    def append(self, docs: list[tuple[str, str]]) -> int: ...
     def peek(self, limit: int) -> list[Row]: ...
     def ack(self, upto: int) -> None: ...
     def count(self) -> int: ...
@@ -52,7 +53,7 @@ class MemorySpool:
         self.seq = 0
 
     @_locked
-    def append(self, docs: list[tuple[str, str]]) -> None:
+    def append(self, docs: list[tuple[str, str]]) -> int:
         now = time.time()
         for _, doc in docs:
             self.seq += 1
@@ -62,6 +63,7 @@ class MemorySpool:
             for _ in range(excess):
                 self.rows.popleft()
             counters.drop("spool_full", excess)
+        return len(docs)
 
     @_locked
     def peek(self, limit: int) -> list[Row]:
@@ -132,18 +134,29 @@ class SqliteSpool:
         return db
 
     @_locked
-    def append(self, docs: list[tuple[str, str]]) -> None:
+    def append(self, docs: list[tuple[str, str]]) -> int:
+        """Write ``docs`` in one transaction: all of them, or (raising) none. Returns how many
+        were new; an event.id already waiting is not stored twice."""
         now = time.time()
         before = self.db.total_changes
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO events (id, at, doc) VALUES (?, ?, ?)",
-            [(event_id, now, doc) for event_id, doc in docs],
-        )
-        self.db.execute("COMMIT")
-        self._count += self.db.total_changes - before
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR IGNORE INTO events (id, at, doc) VALUES (?, ?, ?)",
+                [(event_id, now, doc) for event_id, doc in docs],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            # A full disk fails the COMMIT: the transaction must not stay open for the next one.
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise
+        added = self.db.total_changes - before
+        self._count += added
         if self._count > self.max_events:
             self._trim(self._count - self.max_events, "spool_full")
+        return added
 
     def _trim(self, excess: int, reason: str) -> None:
         cur = self.db.execute(
@@ -199,6 +212,9 @@ class SqliteSpool:
             finally:
                 handle.close()
         if adopted:
+            # Counted here so this process's sum balances: enqueued + adopted == delivered +
+            # in_spool + in_memory + dropped (the dead owner counted them as enqueued).
+            counters.incr("adopted", adopted)
             logger.info("Event Trail adopted %d spooled events from dead workers", adopted)
         return adopted
 
@@ -214,6 +230,11 @@ class SqliteSpool:
                 "SELECT id, at, doc FROM orphan.events ORDER BY seq"
             )
             self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # a full disk: the orphan stays whole for a later try
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise
         finally:
             self.db.execute("DETACH DATABASE orphan")
         moved = self.db.total_changes - before

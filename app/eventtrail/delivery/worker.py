@@ -64,6 +64,10 @@ class Handoff:
         self._open_sink = open_sink
         self._open_spool = open_spool
         self._spool_backoff = Backoff(config["RETRY_BACKOFF"])
+        # Documents built but not yet in the spool, because writing it failed (a full disk):
+        # tried again with backoff, and bounded like the queue; the oldest go first.
+        self.unspooled: deque[tuple[str, str]] = deque()
+        self._write_backoff = Backoff(config["RETRY_BACKOFF"])
         self.errors = ErrorLog()
         self.sender: Sender | None = None
         self._lock = threading.Lock()
@@ -77,6 +81,9 @@ class Handoff:
 
     # --- request thread -------------------------------------------------------------------------
     def put(self, draft: Any) -> None:
+        # Counted as it is offered, so every event is in the sum from the start:
+        # enqueued == delivered + in_spool + in_memory + dropped.
+        counters.incr("enqueued")
         if len(self.queue) >= self.maxsize:
             counters.drop("queue_full")
             return
@@ -95,10 +102,14 @@ class Handoff:
                                            daemon=True)
             self.thread.start()
 
+    def in_memory(self) -> int:
+        """Events held in this process only: queued, or built and waiting for the spool."""
+        return len(self.queue) + len(self.unspooled)
+
     def pending(self) -> int:
-        """Events accepted and not yet delivered: queued in memory or waiting in the spool."""
+        """Events accepted and not yet delivered: in memory or waiting in the spool."""
         spooled = self.spool.count() if self.spool is not None else 0
-        return len(self.queue) + spooled
+        return self.in_memory() + spooled
 
     def _ready(self) -> Sender | None:
         """The spool and the sender, opened on first use; None while the spool cannot open."""
@@ -137,7 +148,7 @@ class Handoff:
                         if spool.adopt_orphans():
                             self.send_wake.set()
                         spool.expire()
-                    if self._spool_queued(spool):
+                    if self._spool_queued(spool) or self.unspooled:
                         self.send_wake.set()
                 if time.monotonic() >= persist_at:
                     persist_at = time.monotonic() + PERSIST_EVERY
@@ -156,7 +167,8 @@ class Handoff:
             last = self.stopping.is_set() and not (self.thread and self.thread.is_alive())
             try:
                 sender.step()
-                if not self.queue and not self.building and sender.spool.count() == 0:
+                if (not self.queue and not self.unspooled and not self.building
+                        and sender.spool.count() == 0):
                     self.idle.set()
                 else:
                     self.idle.clear()
@@ -172,40 +184,72 @@ class Handoff:
         time.sleep(0.1)
 
     def _spool_queued(self, spool: Spool) -> int:
-        """Move everything queued into the spool, in batches: one commit per batch."""
-        spooled = 0
+        """Build what is queued and move it into the spool, one commit per batch. What the spool
+        cannot take waits in ``unspooled``, in order, and is written first next time."""
+        spooled = self._write(spool)
         self.building = True
         try:
             while self.queue:
                 drafts: list[Any] = []
                 while self.queue and len(drafts) < self.batch_size * 4:
                     drafts.append(self.queue.popleft())
-                docs = []
-                for draft in drafts:
-                    try:
-                        prepared = self.prepare(draft)
-                    except Exception as exc:
-                        counters.drop("invalid")
-                        counters.error(f"build: {exc!r}")
-                        self.errors.report("could not build an event; dropped", exc)
-                        continue
-                    if prepared is not None:
-                        docs.append(prepared)
-                counters.incr("enqueued", len(drafts))
-                if docs:
-                    spool.append(docs)
-                    counters.incr("spooled", len(docs))
-                    spooled += len(docs)
-                    self.send_wake.set()
+                self.unspooled.extend(self._build(drafts))
+                excess = len(self.unspooled) - self.maxsize
+                if excess > 0:
+                    for _ in range(excess):
+                        self.unspooled.popleft()
+                    counters.drop("spool_unwritable", excess)
+                spooled += self._write(spool)
         finally:
             self.building = False
         return spooled
 
+    def _build(self, drafts: list[Any]) -> list[tuple[str, str]]:
+        docs = []
+        for draft in drafts:
+            try:
+                prepared = self.prepare(draft)
+            except Exception as exc:
+                counters.drop("invalid")
+                counters.error(f"build: {exc!r}")
+                self.errors.report("could not build an event; dropped", exc)
+                continue
+            if prepared is None:
+                counters.drop("processor")  # dropped on purpose (an opt-out)
+            else:
+                docs.append(prepared)
+        return docs
+
+    def _write(self, spool: Spool) -> int:
+        """Write what waits in ``unspooled``; on failure keep it, and back off."""
+        if not self.unspooled or not self._write_backoff.ready():
+            return 0
+        docs = list(self.unspooled)
+        try:
+            added = spool.append(docs)
+        except Exception as exc:
+            delay = self._write_backoff.failed()
+            counters.incr("spool_errors")
+            counters.error(f"spool: {exc!r}")
+            self.errors.report(f"could not write the spool ({exc!r}); {len(docs)} events wait in "
+                               f"memory (at most QUEUE_SIZE), retry in {delay:.1f}s", exc)
+            return 0
+        self.unspooled.clear()
+        self._write_backoff.succeeded()
+        counters.incr("spooled", added)
+        if added < len(docs):
+            counters.drop("duplicate", len(docs) - added)
+        if added:
+            self.send_wake.set()
+        return added
+
     def persist(self) -> None:
+        """Write the counters where operators read them. They live in memory: a write that fails
+        (a full disk) loses nothing, and the next one catches up."""
         try:
             counters.persist(get_config()["SPOOL_DIR"])
         except OSError as exc:
-            logger.warning("Event Trail could not write its counters: %s", exc)
+            self.errors.report("could not write its counters; they stay in memory", exc)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued is delivered; False when ``timeout`` ran out."""
@@ -241,11 +285,19 @@ class Handoff:
             # next process; the daemon threads die with this one.
             logger.warning("Event Trail delivery did not stop within %.1fs (%s); %d events "
                            "stay in the spool", timeout, ", ".join(stuck), left)
-            counters.drop("shutdown", len(self.queue))
-            return left + len(self.queue)
+            counters.drop("shutdown", self.in_memory())
+            return left + self.in_memory()
         if self.queue:  # the spool never opened: what is queued cannot be kept
             counters.drop("shutdown", len(self.queue))
             self.queue.clear()
+        if self.unspooled and self.spool is not None:  # one last try to keep them on disk
+            self._write_backoff.succeeded()
+            self._write(self.spool)
+        if self.unspooled:
+            counters.drop("shutdown", len(self.unspooled))
+            logger.warning("Event Trail stopping: %d events could not be written to the spool",
+                           len(self.unspooled))
+            self.unspooled.clear()
         if self.spool is not None:
             if left and isinstance(self.spool, MemorySpool):
                 counters.drop("shutdown", left)

@@ -22,12 +22,14 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(totals, indent=2))
             return
         self.stdout.write(f"sink: {get_config()['SINK']}    spool: {directory}")
-        for name in ("enqueued", "spooled", "delivered", "retried", "send_errors", "internal_error",
-                     "in_spool"):
-            self.stdout.write(f"  {name:<15} {totals.get(name, 0):>12,}")
+        for name in ("enqueued", "adopted", "spooled", "delivered", "retried", "send_errors", "spool_errors",
+                     "internal_error", "in_spool"):
+            self.stdout.write(f"  {name:<24} {totals.get(name, 0):>12,}")
         for reason, count in sorted(totals["dropped"].items()):
-            self.stdout.write(f"  dropped.{reason:<7} {count:>12,}")
+            self.stdout.write(f"  {'dropped.' + reason:<24} {count:>12,}")
+        for name, count in sorted(totals["collect"].items()):
+            self.stdout.write(f"  {'collect.' + name:<24} {count:>12,}")
         alive = sum(1 for p in totals["processes"] if p["alive"])
-        self.stdout.write(f"  processes       {alive} alive, {len(totals['processes'])} seen")
+        self.stdout.write(f"  {'processes':<24} {alive} alive, {len(totals['processes'])} seen")
         if totals["last_error"]:
-            self.stdout.write(f"  last error      {totals['last_error']}")
+            self.stdout.write(f"  {'last error':<24} {totals['last_error']}")
