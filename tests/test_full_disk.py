@@ -28,6 +28,9 @@ def test_a_full_disk_loses_nothing_uncounted_and_sends_nothing_twice_in_a_loop(t
     values, at_rest = result["counters"], result["at_rest"]
 
     assert result["disk_filled"] and values["spool_errors"] > 0  # the disk really filled
+    # The counters operators read were written on the full disk, and at the end.
+    assert result["persisted_while_full"] == 1500
+    assert result["persisted_at_the_end"] == 3000
     assert result["drained"]
     # Every event is delivered or dropped under a named reason: exact counts, nothing waiting.
     dropped = sum(at_rest["dropped"].values())
@@ -38,3 +41,6 @@ def test_a_full_disk_loses_nothing_uncounted_and_sends_nothing_twice_in_a_loop(t
     # What was delivered arrived; a batch is re-sent at most once per failure, never in a loop.
     assert result["distinct"] == values["delivered"]
     assert result["received"] - result["distinct"] <= result["batch"]
+    # The receiver came back while the disk was full: forgetting delivered rows needed the
+    # space the spool had set aside, or the spool that filled the disk could never drain.
+    assert "using the space set aside" in done.stderr

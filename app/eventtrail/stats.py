@@ -29,11 +29,38 @@ COUNTERS = ("enqueued", "adopted", "delivered", "spooled", "retried", "send_erro
 )
 
 
+SLOT = 4096  # bytes per copy of a process's counters in its stats file
+
+
+def read_stats(path: Path) -> dict[str, Any] | None:
+    """A process's counters: the newest whole slot of its stats file (or a plain JSON file)."""
+    raw = path.read_bytes()
+    try:
+        found: dict[str, Any] = json.loads(raw)
+        return found
+    except ValueError:
+        pass
+    best: dict[str, Any] | None = None
+    size = len(raw) // 2
+    for part in (raw[:size], raw[size:]):
+        try:
+            slot = json.loads(part.rstrip(b" \0"))
+        except ValueError:
+            continue  # being written, or never written
+        if isinstance(slot, dict) and (best is None or slot.get("seq", 0) > best.get("seq", 0)):
+            best = slot
+    return best
+
+
 class Counters:
     """Thread-safe counters plus the last error. The hot path never touches these."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._file: int | None = None  # the stats file, open for overwriting in place
+        self._file_path: Path | None = None
+        self._slot = SLOT
+        self._seq = 0
         self.reset()
 
     def reset(self) -> None:
@@ -67,20 +94,44 @@ class Counters:
             }
 
     def persist(self, directory: str | Path) -> None:
-        """Write this process's counters where ``aggregate`` finds them (atomic rename)."""
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".stats-{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self.snapshot()))
-        os.replace(tmp, path / f"stats-{os.getpid()}.json")
+        """Write this process's counters where ``aggregate`` finds them.
+
+        The file is made once, at its full size, then only overwritten in place, in two
+        alternating slots with a sequence number: a write that needs no new block works on a
+        full disk (where the counts matter most), and a reader always finds one whole slot.
+        """
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        text = json.dumps({**self.snapshot(), "seq": seq}).encode()
+        path = Path(directory) / f"stats-{os.getpid()}.json"
+        if self._file is None or self._file_path != path or len(text) > self._slot:
+            self._open_slots(path, max(self._slot, len(text)))
+        assert self._file is not None
+        os.pwrite(self._file, text.ljust(self._slot), (seq % 2) * self._slot)
+
+    def _open_slots(self, path: Path, size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._slot = -(-size // SLOT) * SLOT
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, 2 * self._slot)  # every block it will ever need, now
+        except OSError:
+            os.close(fd)
+            raise
+        old, self._file, self._file_path = self._file, fd, path
+        if old is not None:
+            os.close(old)
 
 
 counters = Counters()
 
 
 def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time would stay held forever in the child.
+    # A lock held by another thread at fork time would stay held forever in the child, and the
+    # parent's stats file is the parent's.
     counters._lock = threading.Lock()
+    counters._file = None
     counters.reset()
 
 
@@ -107,8 +158,10 @@ def aggregate(directory: str | Path, spooled_now: int | None = None) -> dict[str
     last_error: tuple[float, str] | None = None
     for file in sorted(Path(directory).glob("stats-*.json")):
         try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError):
+            data = read_stats(file)
+        except OSError:
+            continue
+        if data is None:
             continue
         for name, value in data.get("counters", {}).items():
             totals[name] = totals.get(name, 0) + int(value)

@@ -24,7 +24,7 @@ from eventtrail.capture import draft_for  # noqa: E402
 from eventtrail.delivery import Handoff  # noqa: E402
 from eventtrail.delivery.sinks import LogstashHttpSink  # noqa: E402
 from eventtrail.delivery.spool import SqliteSpool  # noqa: E402
-from eventtrail.stats import counters  # noqa: E402
+from eventtrail.stats import aggregate, counters  # noqa: E402
 
 from tests.support.invariant import ledger  # noqa: E402
 from tests.support.receivers import HttpReceiver, free_port  # noqa: E402
@@ -42,6 +42,7 @@ def main(directory: str) -> None:
     with override_settings(EVENTTRAIL=settings):
         counters.reset()
         spool = SqliteSpool(spool_dir / "spool", 1_000_000, 3600)
+        counters.persist(spool_dir)  # a running worker's stats file exists before the disk fills
         # Leave room for a few hundred events only.
         free = os.statvfs(spool_dir).f_bavail * os.statvfs(spool_dir).f_frsize
         filler.write_bytes(b"\0" * max(0, free - 300_000))
@@ -51,6 +52,8 @@ def main(directory: str) -> None:
                 handoff.put(draft)
             time.sleep(0.02)
         full = counters.snapshot()["counters"]["spool_errors"] > 0
+        counters.persist(spool_dir)  # on the full disk: what operators read must be current
+        persisted_while_full = aggregate(spool_dir)["enqueued"]
         receiver = HttpReceiver(port=port).start()  # back, while the disk is still full
         for start in range(EVENTS // 2, EVENTS, 50):
             for draft in drafts(50, start):
@@ -67,6 +70,8 @@ def main(directory: str) -> None:
             "disk_filled": full, "drained": drained, "at_rest": terms,
             "after_stop": ledger(handoff), "counters": counters.snapshot()["counters"],
             "received": len(ids), "distinct": len(set(ids)), "batch": BATCH,
+            "persisted_while_full": persisted_while_full, "persisted_at_the_end":
+            aggregate(spool_dir)["enqueued"],
         }))
 
 

@@ -122,7 +122,24 @@ class SqliteSpool:
         self.path = self.dir / f"{name}.sqlite"
         self.db = self._open(self.path)
         self._count = 0
+        # Space set aside while the disk has some: forgetting delivered rows (a DELETE) must
+        # write to the WAL, and when the spool itself has filled the disk nothing else would
+        # free it. Given up to the first ack that fails, made again once there is room.
+        self.reserve_path = self.dir / f"{name}.reserve"
+        self._make_reserve()
         _live.add(self)
+
+    RESERVE = 512 * 1024
+
+    def _make_reserve(self) -> None:
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.RESERVE)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)  # no room now; tried again later
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
@@ -151,6 +168,7 @@ class SqliteSpool:
             if self.db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
+            self._reclaim()  # so that the next try finds the WAL's space free
             raise
         added = self.db.total_changes - before
         self._count += added
@@ -175,8 +193,27 @@ class SqliteSpool:
 
     @_locked
     def ack(self, upto: int) -> None:
-        cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+        try:
+            cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+        except sqlite3.OperationalError:
+            if not self.reserve_path.exists():
+                raise
+            # The disk is full: give the reserve up so the delivered rows can go, which frees
+            # pages for what comes next.
+            self.reserve_path.unlink()
+            logger.warning("Event Trail spool: the disk is full; using the space set aside to "
+                           "forget delivered events")
+            cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+            self._reclaim()
         self._count -= cur.rowcount
+        if self._count == 0 and not self.reserve_path.exists():
+            self._make_reserve()  # set aside again at a low point, not as soon as there is room
+
+    def _reclaim(self) -> None:
+        """Copy the WAL into the database and empty it: on a full disk, the space the WAL holds
+        is what the next transaction needs (deleted rows leave free pages in the database)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @_locked
     def count(self) -> int:
@@ -208,6 +245,7 @@ class SqliteSpool:
                 continue
             try:
                 adopted += self._absorb(lock_path.with_suffix(".sqlite"))
+                lock_path.with_suffix(".reserve").unlink(missing_ok=True)
                 lock_path.unlink(missing_ok=True)
             finally:
                 handle.close()
@@ -247,6 +285,7 @@ class SqliteSpool:
     def close(self) -> None:
         left = self.count()
         self.db.close()
+        self.reserve_path.unlink(missing_ok=True)
         if left == 0:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
