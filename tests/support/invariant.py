@@ -3,7 +3,9 @@ spool or in memory), or dropped under a named reason; nothing else.
 
     enqueued + adopted == delivered + in_spool + in_memory + sum(dropped[reason])
 
-(adopted: events a process that died had spooled, which this one took over and now owns.)
+(adopted: events a process that died had spooled, which this one took over and now owns.
+An event counts as enqueued once the worker takes it from the queue, or when it is refused at
+the door as queue_full; in_memory is what was built and waits for the spool.)
 """
 from eventtrail.stats import counters
 

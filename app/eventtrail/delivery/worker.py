@@ -81,10 +81,10 @@ class Handoff:
 
     # --- request thread -------------------------------------------------------------------------
     def put(self, draft: Any) -> None:
-        # Counted as it is offered, so every event is in the sum from the start:
-        # enqueued == delivered + in_spool + in_memory + dropped.
-        counters.incr("enqueued")
+        # No counter on the request thread: an event counts as enqueued once the worker takes
+        # it from the queue. One refused here counts as enqueued and dropped at once.
         if len(self.queue) >= self.maxsize:
+            counters.incr("enqueued")
             counters.drop("queue_full")
             return
         self.queue.append(draft)
@@ -103,13 +103,13 @@ class Handoff:
             self.thread.start()
 
     def in_memory(self) -> int:
-        """Events held in this process only: queued, or built and waiting for the spool."""
-        return len(self.queue) + len(self.unspooled)
+        """Enqueued events held in this process only: built, and waiting for the spool."""
+        return len(self.unspooled)
 
     def pending(self) -> int:
-        """Events accepted and not yet delivered: in memory or waiting in the spool."""
+        """Events accepted and not yet delivered: queued, in memory or waiting in the spool."""
         spooled = self.spool.count() if self.spool is not None else 0
-        return self.in_memory() + spooled
+        return len(self.queue) + self.in_memory() + spooled
 
     def _ready(self) -> Sender | None:
         """The spool and the sender, opened on first use; None while the spool cannot open."""
@@ -193,13 +193,18 @@ class Handoff:
                 drafts: list[Any] = []
                 while self.queue and len(drafts) < self.batch_size * 4:
                     drafts.append(self.queue.popleft())
-                self.unspooled.extend(self._build(drafts))
+                counters.incr("enqueued", len(drafts))
+                docs = self._build(drafts)
+                if not self.unspooled and self._write_backoff.ready():
+                    spooled += self._write(spool, docs)  # the usual case: straight in
+                else:
+                    self.unspooled.extend(docs)
+                    spooled += self._write(spool)
                 excess = len(self.unspooled) - self.maxsize
-                if excess > 0:
+                if excess > 0:  # memory is bounded too: the oldest go
                     for _ in range(excess):
                         self.unspooled.popleft()
                     counters.drop("spool_unwritable", excess)
-                spooled += self._write(spool)
         finally:
             self.building = False
         return spooled
@@ -220,14 +225,19 @@ class Handoff:
                 docs.append(prepared)
         return docs
 
-    def _write(self, spool: Spool) -> int:
-        """Write what waits in ``unspooled``; on failure keep it, and back off."""
-        if not self.unspooled or not self._write_backoff.ready():
+    def _write(self, spool: Spool, fresh: list[tuple[str, str]] | None = None) -> int:
+        """Write ``fresh`` documents, or what waits in ``unspooled``; on failure keep them in
+        ``unspooled``, and back off."""
+        if fresh is None and (not self.unspooled or not self._write_backoff.ready()):
             return 0
-        docs = list(self.unspooled)
+        docs = fresh if fresh is not None else list(self.unspooled)
+        if not docs:
+            return 0
         try:
             added = spool.append(docs)
         except Exception as exc:
+            if fresh is not None:
+                self.unspooled.extend(fresh)
             delay = self._write_backoff.failed()
             counters.incr("spool_errors")
             counters.error(f"spool: {exc!r}")
@@ -285,9 +295,11 @@ class Handoff:
             # next process; the daemon threads die with this one.
             logger.warning("Event Trail delivery did not stop within %.1fs (%s); %d events "
                            "stay in the spool", timeout, ", ".join(stuck), left)
-            counters.drop("shutdown", self.in_memory())
-            return left + self.in_memory()
+            counters.incr("enqueued", len(self.queue))
+            counters.drop("shutdown", len(self.queue) + self.in_memory())
+            return left + len(self.queue) + self.in_memory()
         if self.queue:  # the spool never opened: what is queued cannot be kept
+            counters.incr("enqueued", len(self.queue))
             counters.drop("shutdown", len(self.queue))
             self.queue.clear()
         if self.unspooled and self.spool is not None:  # one last try to keep them on disk
