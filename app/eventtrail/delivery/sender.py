@@ -77,12 +77,15 @@ class Sender:
         # (last seq, how many). Nothing more is sent until it is acknowledged, so a crash meanwhile
         # re-sends at most this one batch.
         self.unacked: tuple[int, int] | None = None
+        # Its own pace: the sink is fine (it took the batch), only the disk is not.
+        self.ack_backoff = Backoff(backoff.delays)
 
     def step(self) -> None:
         """Send until the spool is empty or a send fails; at once returns while backing off."""
-        if not self.backoff.ready():
+        if self.unacked is not None and (not self.ack_backoff.ready()
+                                         or not self._ack(*self.unacked)):
             return
-        if self.unacked is not None and not self._ack(*self.unacked):
+        if not self.backoff.ready():
             return
         if self.sink is None:
             try:
@@ -105,9 +108,9 @@ class Sender:
                 self._failed(sink.name, str(exc) or repr(exc), len(rows) - delivered,
                              None if isinstance(exc, DeliveryError | OSError) else exc)
                 return
+            self.backoff.succeeded()  # the sink took it, whatever the spool says next
             if not self._ack(rows[-1][0], len(rows)):
                 return
-            self.backoff.succeeded()
 
     def _ack(self, upto: int, count: int) -> bool:
         """Forget a delivered batch; it counts as delivered once the spool has forgotten it."""
@@ -115,7 +118,7 @@ class Sender:
             self.spool.ack(upto)
         except Exception as exc:
             self.unacked = (upto, count)
-            delay = self.backoff.failed()
+            delay = self.ack_backoff.failed()
             counters.incr("spool_errors")
             counters.error(f"spool: could not forget a delivered batch: {exc!r}")
             self.errors.report(f"could not forget {count} delivered events in the spool "
@@ -123,6 +126,7 @@ class Sender:
                                f"{delay:.1f}s", exc)
             return False
         self.unacked = None
+        self.ack_backoff.succeeded()
         counters.incr("delivered", count)
         return True
 

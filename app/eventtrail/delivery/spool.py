@@ -145,6 +145,10 @@ class SqliteSpool:
     def _open(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
+        # Keep the WAL small (checkpoint every 1 MB, cut back to 1 MB): on a full disk the space
+        # the WAL holds is what the next transaction needs.
+        db.execute("PRAGMA wal_autocheckpoint=256")
+        db.execute("PRAGMA journal_size_limit=1048576")
         # NORMAL survives a process crash; only an OS crash can lose the last transactions.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(SCHEMA)
@@ -206,8 +210,17 @@ class SqliteSpool:
             cur = self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
             self._reclaim()
         self._count -= cur.rowcount
-        if self._count == 0 and not self.reserve_path.exists():
-            self._make_reserve()  # set aside again at a low point, not as soon as there is room
+        if self._count == 0 and not self.reserve_path.exists() and self._room(4 * self.RESERVE):
+            # Set aside again at a low point, and only with room to spare: taken back too soon,
+            # it would fill the disk again before what waits in memory gets in.
+            self._make_reserve()
+
+    def _room(self, size: int) -> bool:
+        try:
+            stat = os.statvfs(self.dir)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize >= size
 
     def _reclaim(self) -> None:
         """Copy the WAL into the database and empty it: on a full disk, the space the WAL holds

@@ -228,9 +228,19 @@ class Handoff:
     def _write(self, spool: Spool, fresh: list[tuple[str, str]] | None = None) -> int:
         """Write ``fresh`` documents, or what waits in ``unspooled``; on failure keep them in
         ``unspooled``, and back off."""
+        if self.sender is not None and self.sender.unacked is not None:
+            # The spool cannot forget a delivered batch (a full disk): let it drain first, or
+            # new rows would take the space its DELETE needs.
+            if fresh is not None:
+                self.unspooled.extend(fresh)
+            return 0
         if fresh is None and (not self.unspooled or not self._write_backoff.ready()):
             return 0
-        docs = fresh if fresh is not None else list(self.unspooled)
+        if fresh is None:
+            # A batch at a time: a small transaction fits where the disk has little room.
+            docs = [self.unspooled[i] for i in range(min(self.batch_size, len(self.unspooled)))]
+        else:
+            docs = fresh
         if not docs:
             return 0
         try:
@@ -244,13 +254,17 @@ class Handoff:
             self.errors.report(f"could not write the spool ({exc!r}); {len(docs)} events wait in "
                                f"memory (at most QUEUE_SIZE), retry in {delay:.1f}s", exc)
             return 0
-        self.unspooled.clear()
+        if fresh is None:
+            for _ in range(len(docs)):
+                self.unspooled.popleft()
         self._write_backoff.succeeded()
         counters.incr("spooled", added)
         if added < len(docs):
             counters.drop("duplicate", len(docs) - added)
         if added:
             self.send_wake.set()
+        if fresh is None and self.unspooled:
+            added += self._write(spool)  # the next batch, while the spool takes them
         return added
 
     def persist(self) -> None:
