@@ -68,7 +68,8 @@ def fits(type_: str, value: Any) -> bool:
     return one(value)
 
 
-def _tag(event: dict[str, Any], tag: str) -> None:
+def add_tag(event: dict[str, Any], tag: str) -> None:
+    """``Event#tag``: append once; a string becomes a list."""
     tags = event.get("tags")
     if tags is None:
         event["tags"] = [tag]
@@ -115,7 +116,7 @@ def _reject(event: dict[str, Any], parent: dict[str, Any], path: tuple[str, ...]
     if not isinstance(removed, list):
         removed = event["_eventtrail_removed"] = []
     removed.append({"field": name, "value": _text(value)})
-    _tag(event, f"_eventtrail_bad_field:{name}")
+    add_tag(event, f"_eventtrail_bad_field:{name}")
 
 
 def split(event: Mapping[str, Any], new_event: Callable[[Any], dict[str, Any]]

@@ -487,15 +487,7 @@ def _sprintf(event: dict[str, Any], text: str) -> str:
     return _SPRINTF.sub(field_value, text)
 
 
-def _tag(event: dict[str, Any], tag: str) -> None:
-    tags = event.get("tags")
-    if tags is None:
-        event["tags"] = [tag]
-    elif isinstance(tags, list):
-        if tag not in tags:
-            tags.append(tag)
-    else:
-        event["tags"] = [tags] if tags == tag else [tags, tag]
+_tag = gate.add_tag
 
 
 def _decorate(event: dict[str, Any], plugin: Plugin) -> None:
