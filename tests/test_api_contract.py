@@ -399,6 +399,13 @@ def test_service_token_reads_everything(contract_store, flat):
         ("/api/events/aggregate/", {"group_by": "a,b,c"}, "group_by", "at most two"),
         ("/api/events/aggregate/", {"interval": "fortnight"}, "interval", "not an interval"),
         ("/api/events/aggregate/", {"interval": "day", "tz": "Mars/Olympus"}, "tz", "time zone"),
+        # Names ZoneInfo would try to open as files: directories, over-long, traversals.
+        ("/api/events/aggregate/", {"interval": "day", "tz": "America"}, "tz", "a region"),
+        ("/api/events/aggregate/", {"interval": "day", "tz": "Etc"}, "tz", "a region"),
+        ("/api/events/aggregate/", {"interval": "day", "tz": "x" * 256}, "tz", "time zone"),
+        ("/api/events/aggregate/", {"interval": "day", "tz": "../../etc/passwd"}, "tz",
+         "time zone"),
+        ("/api/analytics/events-over-time/", {"tz": "Europe"}, "tz", "a region"),
         (
             "/api/events/aggregate/",
             {"interval": "1m", "from": "2020-01-01", "to": "2030-01-01"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from django.core import signing
 
@@ -443,13 +444,21 @@ def parse_interval(raw: str) -> Interval:
     return Interval(seconds=int(match.group(1)) * FIXED_UNITS[match.group(2)])
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 def parse_tz(raw: str | None) -> str:
+    """An IANA time zone name. Checked against the zones the system knows rather than by
+    opening ``raw``: a directory ("America") or an over-long name raises OSError there."""
     if not raw:
         return "UTC"
-    try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError("tz", f"unknown time zone {raw!r}") from None
+    if raw not in _time_zones():
+        raise QueryError("tz", f"unknown time zone {raw[:64]!r}"
+                         + (" (a region: name a city in it, e.g. Europe/Paris)"
+                            if any(z.startswith(raw + "/") for z in _time_zones()) else ""))
+    ZoneInfo(raw)  # known: this reads it, and caches it for the query
     return raw
 
 
