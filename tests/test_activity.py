@@ -1,7 +1,7 @@
 """generate_activity: deterministic history, consistent with the site, written through the sink."""
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import eventtrail
 import pytest
@@ -82,3 +82,15 @@ def test_the_command_writes_through_the_database_sink_once(site, capsys):
     assert StoredEvent.objects.filter(is_bot=True).exists()
     view = StoredEvent.objects.filter(action="article.view", is_bot=False).first()
     assert view.document["user_agent"]["name"] and view.document["event"]["ingested"]
+
+
+def test_edits_happen_within_the_period_not_when_the_demo_was_seeded(site):
+    # UNTIL is in the past: anything stamped later is the seed's own time, leaking into history.
+    edits = [d for d in docs(site) if d["event"]["action"] == "article.edit"]
+    assert edits and len(edits) == len(site.revisions)
+    created = {str(a.pk): a.created_at for a in site.articles}
+    for doc in edits:
+        at = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+        born = created[doc["eventtrail"]["target"]["id"]]
+        # Within the period, or within the hour after an article written after it.
+        assert born <= at <= max(UNTIL, born + timedelta(hours=1)), doc["@timestamp"]

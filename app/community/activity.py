@@ -175,7 +175,12 @@ class Generator:
                 previous = str(state)
         for revision in site.revisions:
             article = next(a for a in site.articles if a.pk == revision.article_id)
-            yield self._draft("article.edit", revision.created_at, {
+            # Seeded revisions carry the seed's own time; an edit happened between the
+            # article's creation and the end of the period, like its transitions.
+            created = article.created_at
+            span = max((self.until - created).total_seconds(), 3600.0)
+            moment = created + timedelta(seconds=self.rng.uniform(0.05, 0.95) * span)
+            yield self._draft("article.edit", min(moment, revision.created_at), {
                 "eventtrail.community.id": str(article.community_id),
                 "eventtrail.community.slug": article.community.slug,
                 "eventtrail.target.type": "article", "eventtrail.target.id": str(article.pk),
