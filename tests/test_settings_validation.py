@@ -176,6 +176,13 @@ def drafts(n):
                       remote="198.51.100.1") for i in range(n)]
 
 
+def wait_until_spooled(handoff, count, seconds=20):
+    deadline = time.monotonic() + seconds
+    while handoff.spool is None or handoff.spool.count() < count:
+        assert time.monotonic() < deadline, "events never reached the spool"
+        time.sleep(0.02)
+
+
 class UnbuildableSink:
     """A sink whose constructor raises until told otherwise (a host that does not resolve)."""
 
@@ -203,10 +210,7 @@ def test_a_sink_whose_constructor_raises_keeps_every_event_in_the_spool():
         try:
             for draft in drafts(300):
                 handoff.put(draft)
-            deadline = time.monotonic() + 20
-            while handoff.spool is None or handoff.spool.count() < 300:
-                assert time.monotonic() < deadline, "events never reached the spool"
-                time.sleep(0.02)
+            wait_until_spooled(handoff, 300)
             time.sleep(0.3)  # several failed opens
             snapshot = counters.snapshot()
             assert snapshot["counters"]["send_errors"] >= 2
@@ -238,10 +242,7 @@ def test_a_receiver_down_from_the_start_loses_nothing():
         try:
             for draft in drafts(500):
                 handoff.put(draft)
-            deadline = time.monotonic() + 20
-            while handoff.spool is None or handoff.spool.count() < 500:
-                assert time.monotonic() < deadline, "events never reached the spool"
-                time.sleep(0.02)
+            wait_until_spooled(handoff, 500)
             snapshot = counters.snapshot()["counters"]
             assert not any(v for k, v in snapshot.items() if k.startswith("dropped"))
             receiver = HttpReceiver(port=port).start()
