@@ -222,6 +222,42 @@ def test_most_active_members(store, events):
     assert all(r["name"] for r in body["results"])
 
 
+def test_failed_views_count_nowhere(store, events):
+    """404s of a missing article and of a hidden draft, and 403s, a 500 and a redirect, are
+    events (with their outcome) but never reads, views, trends or recommendations."""
+    failed = [e for e in events if e["event.action"] == "article.view"
+              and e["http.response.status_code"] >= 300]
+    assert {e["eventtrail.target.id"] for e in failed} >= {data.MISSING, data.HIDDEN}
+    assert {e["event.outcome"] for e in failed if e["http.response.status_code"] >= 400} == \
+        {"failure"}
+    assert len([e for e in failed if e["eventtrail.target.id"] == data.MISSING]) == 25
+    shown: set[str] = set()
+    for name, params in (
+        ("most-viewed", {"community": data.CRAFT, "size": 100}),
+        ("most-viewed", {"size": 100}),
+        ("trending", {"community": data.CRAFT, "to": UNTIL.isoformat(), "size": 100}),
+        ("trending", {"community": data.READS, "to": UNTIL.isoformat(), "size": 100}),
+        ("reading-depth", {"community": data.READS, "size": 100}),
+        ("also-read", {"article": data.SEED_ARTICLE, "to": UNTIL.isoformat(), "size": 100}),
+    ):
+        shown |= {r["article"] for r in get(name, params)["results"]}
+    for reader in data.READERS[:3]:
+        mine = get("user-most-viewed", {"user": reader, "size": 100})["results"]
+        assert data.HIDDEN not in {r["article"] for r in mine}
+    assert data.SEED_ARTICLE in shown and not shown & {data.MISSING, data.HIDDEN}
+    # The asking reader's failed requests of POPULAR are not reads: it stays recommended, and its
+    # readers are the 33 it served.
+    body = get("also-read", {"article": data.SEED_ARTICLE, "user": data.READERS[-1],
+                             "to": UNTIL.isoformat()})
+    assert [(r["article"], r["users"]) for r in body["results"]][-1] == (data.POPULAR, 33)
+    # Still events: the failures are in the events over time, by action.
+    series = get("events-over-time", {"community": data.CRAFT, "from": (UNTIL - timedelta(
+        days=1)).isoformat(), "to": UNTIL.isoformat(), "interval": "day"})["series"]
+    served = len([e for e in data.human(events, UNTIL - timedelta(days=1), UNTIL,
+                                        "article.view", data.CRAFT)])
+    assert {s["name"]: s["total"] for s in series}["article.view"] == served + 25
+
+
 # --- recommendations -----------------------------------------------------------------------------
 
 

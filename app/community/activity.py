@@ -252,10 +252,13 @@ class Generator:
                 yield self._draft("article.search", moment, {"eventtrail.search.query": term},
                                   person=person, session=session, ua=ua, path="/search/")
             else:
+                # A stale link: the article URL resolves, so capture records article.view with
+                # its target, and the failure (404, or a 500) is in its status and outcome.
                 status = rng.choice([404, 404, 404, 500])
-                yield self._draft("page.view", moment, {}, person=person, session=session,
-                                  ua=ua, path=f"/c/{slug}/a/{rng.randint(9000, 9999)}/",
-                                  status=status)
+                missing = str(rng.randint(9000, 9999))
+                yield self._draft("article.view", moment, self._target(slug, missing),
+                                  person=person, session=session, ua=ua,
+                                  path=f"/c/{slug}/a/{missing}/", status=status)
 
     def _reading(self, slug: str, article: str, moment: datetime, person: Person | None,
                  session: str, ua: str) -> Iterator[Draft]:

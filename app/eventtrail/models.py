@@ -110,6 +110,9 @@ class DailyRollup(models.Model):
     target_type = models.CharField(max_length=64, null=True)
     user_id = models.CharField(max_length=64, null=True)
     is_bot = models.BooleanField(default=False)
+    # The HTTP status of request events (NULL for the others): a view counts as a read only
+    # when it succeeded, and the rollups must answer that exactly.
+    status_code = models.IntegerField(null=True)
     events = models.BigIntegerField()
 
     class Meta:
@@ -120,7 +123,8 @@ class DailyRollup(models.Model):
 
 
 class UserRollup(DailyRollup):
-    """Grain: day, action, community, target type, user (and a name it carried), bot flag."""
+    """Grain: day, action, community, target type, user (and a name it carried), bot flag,
+    HTTP status."""
 
     user_name = models.CharField(max_length=150, null=True)
 
@@ -133,7 +137,8 @@ class UserRollup(DailyRollup):
 
 
 class TargetRollup(DailyRollup):
-    """Grain: day, action, community, target, user, bot flag: views per article and reader."""
+    """Grain: day, action, community, target, user, bot flag, HTTP status: views per article
+    and reader."""
 
     target_id = models.CharField(max_length=64, null=True)
 

@@ -19,6 +19,7 @@ STEADY, RISING, REPEATED, BROAD = "9001", "9002", "9003", "9004"
 SEED_ARTICLE, NICHE, POPULAR, SINGLE, ALREADY = "9201", "9202", "9203", "9204", "9205"
 READERS = [str(9301 + i) for i in range(6)]  # READERS[-1] asks for recommendations
 CROWD = [str(9400 + i) for i in range(30)]
+MISSING, HIDDEN = "987654", "9206"  # requested, never served: a 404 each time
 DEPTH = "reading-lab"  # reading depth and video completion; sorts after the tested communities
 DEEP, SKIM, SHORT, UNREAD = "9501", "9502", "9503", "9504"
 # article -> (views, scroll events reaching 25, 50, 75, 100): SHORT has an extra full scroll
@@ -31,12 +32,13 @@ VIDEOS = {"article-9501": (6, (5, 4, 3, 2), 2), "article-9503": (2, (2, 2, 2, 2)
           "article-9502": (2, (1, 0, 0, 0), 0)}
 
 
-def _view(at: datetime, user: str | None, article: str, community: str = CRAFT) -> dict[str, Any]:
+def _view(at: datetime, user: str | None, article: str, community: str = CRAFT,
+          status: int = 200) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "eventtrail.community.slug": community, "eventtrail.community.id": "999",
         "eventtrail.target.type": "article", "eventtrail.target.id": article,
         "url.path": f"/c/{community}/a/{article}/", "http.request.method": "GET",
-        "http.response.status_code": 200,
+        "http.response.status_code": status,
         "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101",
     }
     if user is not None:
@@ -71,6 +73,17 @@ def crafted(until: datetime) -> list[dict[str, Any]]:
     for reader in READERS[:4] + READERS[-1:]:
         out.append(_view(at + timedelta(hours=4), reader, ALREADY, READS))
     out.append(_view(at + timedelta(hours=5), None, NICHE, READS))  # anonymous: a view, no reader
+    # Failed views count nowhere: 25 anonymous 404s of an article that does not exist (it would
+    # be CRAFT's #2), a reader's 404s of a hidden draft (they would make it their most read, and
+    # a co-read of SEED_ARTICLE), and 403s and a 500 of POPULAR by the asking reader (who has
+    # not read it, so it stays recommendable).
+    for i in range(25):
+        out.append(_view(today + timedelta(hours=14, seconds=i), None, MISSING, status=404))
+    for i in range(31):
+        for reader in READERS[:3]:
+            out.append(_view(at + timedelta(hours=6, seconds=i), reader, HIDDEN, READS, 404))
+    for status in (403, 403, 500, 302):
+        out.append(_view(at + timedelta(hours=7), READERS[-1], POPULAR, READS, status))
     for day, article in ((1, STEADY), (1, RISING), (4, STEADY)):  # the seed has no edits
         out.append(draft_for("article.edit", {
             "eventtrail.community.slug": CRAFT, "eventtrail.community.id": "999",
@@ -153,6 +166,8 @@ def human(events, start=None, end=None, action=None, community=None, user=None, 
             continue
         if action and e["event.action"] not in (action if isinstance(action, tuple) else (action,)):
             continue
+        if action == "article.view" and not 200 <= e.get("http.response.status_code", 0) < 300:
+            continue  # a view is a read only when the page was served
         if community and e.get("eventtrail.community.slug") != community:
             continue
         if user and e.get("user.id") != user:

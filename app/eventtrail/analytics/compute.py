@@ -23,6 +23,7 @@ PLAY, PROGRESS, ENDED = "video.play", "video.progress", "video.ended"
 TARGET = "eventtrail.target.id"
 COMMUNITY = "eventtrail.community.slug"
 USER = "user.id"
+STATUS = "http.response.status_code"
 DEPTH = "eventtrail.browser.scroll_depth"
 VIDEO = "eventtrail.video.id"
 QUARTILE = "eventtrail.video.progress"
@@ -35,6 +36,10 @@ MAX_READERS = 1000  # readers of one article whose other reads are looked at
 MIN_SUPPORT = 2  # co-viewers a recommendation needs: one shared reader is noise
 MAX_BUCKETS = 1000  # time buckets one series may have
 STATES = ("draft", "submitted", "published", "rejected", "archived")
+# A view is a read only when the page was served (2xx): a 404 for an article that does not exist
+# or is hidden, a 403, a redirect to the login page or a 500 stays an event (event.outcome, the
+# status) for the site-health views, and never counts as a read, view, trend or recommendation.
+SUCCEEDED = (Filter(STATUS, "gte", 200), Filter(STATUS, "lt", 300))
 
 
 def where(
@@ -44,7 +49,8 @@ def where(
     start: datetime | None = None, end: datetime | None = None, timeless: bool = False,
     has: str | None = None, equals: dict[str, Any] | None = None,
 ) -> Where:
-    """A store filter; ``p`` gives the period and the bot rule unless ``timeless``."""
+    """A store filter; ``p`` gives the period and the bot rule unless ``timeless``. Views
+    (``article.view``) are only those that succeeded (``SUCCEEDED``)."""
     filters: list[Filter] = []
     if len(actions) == 1:
         filters.append(Filter("event.action", "exact", actions[0]))
@@ -52,6 +58,8 @@ def where(
         filters.append(Filter("event.action", "in", tuple(actions)))
     if actions and all(a.startswith("article.") for a in actions):
         filters.append(Filter("eventtrail.target.type", "exact", "article"))
+    if tuple(actions) == (VIEW,):
+        filters.extend(SUCCEEDED)
     if community is not None:
         filters.append(Filter(COMMUNITY, "exact", community))
     if communities is not None:

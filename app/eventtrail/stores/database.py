@@ -239,9 +239,9 @@ def _chunks(values: Sequence[str]) -> list[list[str]]:
 # ingested since the last check is rebuilt from StoredEvent (event.ingested is indexed), so the
 # rollups always equal the events table. 15 s of overlap covers inserts that commit late.
 
-USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot")
+USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot", "status_code")
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
-                         "user.id"})
+                         "user.id", "http.response.status_code"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
 OVERLAP = timedelta(seconds=15)
 ROLLUP = "daily"
