@@ -112,3 +112,77 @@ def test_reading_depth_and_video_completion_render_without_javascript(database_s
     assert panels["video-completion"]["chart"]["labels"][0] == "article-9501"
     site = browser_for("analyst").get("/analytics/site/data.json?period=7d").json()
     assert {"reading-depth", "video-completion"} <= {p["id"] for p in site["panels"]}
+
+
+@pytest.fixture
+def labelled(store, settings):
+    settings.EVENTTRAIL = {**settings.EVENTTRAIL,
+                           "TARGET_LABELS": "community.event_types.target_labels"}
+    return store
+
+
+def titles_in(payload) -> set[str]:
+    return {cell["text"] for panel in payload["panels"] for row in panel["table"]["rows"]
+            for cell in row if isinstance(cell, dict)}
+
+
+def test_a_hidden_draft_asked_for_is_counted_nowhere_and_its_title_never_shown(labelled, history):
+    """A member's 31 404s of another member's draft: not among the articles they read, its
+    title nowhere on their page, their community's or the site's, on every store."""
+    case = history["hidden_case"]
+    member = browser_for(case["member"])
+    mine = member.get("/analytics/me/data.json?period=all").json()
+    read = next(p for p in mine["panels"] if p["id"] == "my-viewed")["table"]["rows"]
+    oracle = data.most_viewed(history["events"], user=case["member_id"])
+    assert case["hidden"] not in {a for a, _, _ in oracle}
+    assert [r[1:] for r in read] == [[n, u] for _, n, u in oracle[:10]]
+    assert case["shown_title"] in {r[0]["text"] for r in read}
+    html = member.get("/analytics/me/?period=all").content.decode()
+    assert case["hidden_title"] not in html and f"/a/{case['hidden']}/" not in html
+    staff = browser_for("analyst")
+    for url in ("/analytics/site/data.json?period=7d", "/analytics/site/data.json?period=all"):
+        assert case["hidden_title"] not in titles_in(staff.get(url).json())
+    body = staff.get(f"/api/analytics/user-most-viewed/?user={case['member_id']}").json()
+    assert case["hidden"] not in {r["article"] for r in body["results"]}
+
+
+def test_labels_follow_the_sites_visibility_for_each_viewer(labelled, history):
+    """An article read while it was published, then hidden: its reader's page keeps the counts
+    but shows neither title nor link; its author, who may still open it, sees both."""
+    from community.models import Article
+
+    case = history["hidden_case"]
+    article = Article.objects.get(pk=int(case["shown"]))
+    Article.objects.filter(pk=article.pk).update(state="draft")
+    member = browser_for(case["member"]).get("/analytics/me/data.json?period=all").json()
+    rows = next(p for p in member["panels"] if p["id"] == "my-viewed")["table"]["rows"]
+    hidden = [r for r in rows if r[0] == {"text": "Article not shown", "href": None}]
+    assert [r[1] for r in hidden] == [n for a, n, _ in data.most_viewed(
+        history["events"], user=case["member_id"]) if a == case["shown"]]
+    assert article.title not in titles_in(member)
+    author = browser_for(article.author.username).get(
+        f"/analytics/me/data.json?period=7d&user={case['member_id']}")
+    assert author.status_code == 403  # another user's page stays theirs
+    staff = browser_for("analyst").get(
+        f"/analytics/me/data.json?period=all&user={case['member_id']}").json()
+    rows = next(p for p in staff["panels"] if p["id"] == "my-viewed")["table"]["rows"]
+    assert "Article not shown" in {r[0]["text"] for r in rows}  # staff follow the site's rule
+
+
+def test_the_demo_label_hook_agrees_with_the_article_page(database_store, history):
+    """``Article.visible_to`` (the hook's one query) and ``can_view`` (the article page) agree
+    for every article and every kind of viewer, anonymous included."""
+    from community.event_types import target_labels
+    from community.models import Article
+    from django.contrib.auth.models import AnonymousUser
+
+    articles = list(Article.objects.select_related("community"))
+    ids = [str(a.pk) for a in articles]
+    moderator = get_user_model().objects.get(username=history["moderator"][0])
+    viewers = [AnonymousUser(), moderator, get_user_model().objects.get(username="analyst"),
+               *get_user_model().objects.filter(articles__isnull=False).distinct()[:5]]
+    for viewer in viewers:
+        labels = target_labels(viewer, "article", [*ids, "not-a-number", "9" * 40])
+        assert set(labels) == {str(a.pk) for a in articles if a.can_view(viewer)}
+        hidden = [a for a in articles if not a.can_view(viewer)]
+        assert hidden or viewer == moderator

@@ -52,6 +52,18 @@ def test_a_misspelled_pluggable_setting_fails_check_naming_setting_and_value(set
             conf.validate()
 
 
+@pytest.mark.parametrize("setting, value, call", [
+    ("TARGET_LABELS", "operator.add", "hook(viewer, kind, ids)"),  # an earlier, shorter hook
+    ("USER_ROLES", "operator.add", "hook(user)"),
+])
+def test_a_hook_that_cannot_take_its_arguments_is_refused_at_start_up(setting, value, call):
+    with override_settings(EVENTTRAIL={setting: value}):
+        (error,) = check_imports()
+        assert error.msg.startswith(f"EVENTTRAIL[{setting!r}] = {value!r}: it is called as {call}")
+        with pytest.raises(ImproperlyConfigured, match=setting):
+            conf.validate()
+
+
 @pytest.mark.parametrize("setting, value, nearest", [
     ("SINK", "logstash-htpp", "logstash-http"),
     ("STORE", "elasticsaerch", "elasticsearch"),

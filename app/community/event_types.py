@@ -86,17 +86,18 @@ def moderated_communities(user: Any) -> list[str]:
                 .values_list("community__slug", flat=True))
 
 
-def target_labels(kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    """EVENTTRAIL["TARGET_LABELS"] hook: article titles and links for the analytics pages."""
+def target_labels(viewer: Any, kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """EVENTTRAIL["TARGET_LABELS"] hook: titles and links of the articles ``viewer`` may open,
+    by the site's own rule (``Article.visible_to``, the rule of the article page itself)."""
     from django.urls import reverse
 
     from community.models import Article
 
     if kind != "article":
         return {}
-    pks = [int(i) for i in ids if i.isdigit()]
+    pks = [int(i) for i in ids if i.isdigit() and len(i) < 19]
     out: dict[str, tuple[str, str | None]] = {}
-    for article in Article.objects.filter(pk__in=pks).select_related("community"):
+    for article in Article.visible_to(viewer).filter(pk__in=pks).select_related("community"):
         url = reverse("article-detail", args=[article.community.slug, article.pk])
         out[str(article.pk)] = (article.title, url)
     return out

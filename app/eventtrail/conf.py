@@ -183,8 +183,14 @@ ALIASES: dict[str, dict[str, str]] = {
         "pseudonymize": "eventtrail.processors.pseudonymize",
     },
 }
-# Optional hooks: a dotted path to a callable, or None.
-HOOKS = ("USER_ROLES", "OPT_OUT", "MODERATED_COMMUNITIES", "TARGET_LABELS")
+# Optional hooks: a dotted path to a callable, or None; each with the arguments it is called with.
+HOOK_ARGUMENTS = {
+    "USER_ROLES": ("user",),
+    "OPT_OUT": ("user",),
+    "MODERATED_COMMUNITIES": ("user",),
+    "TARGET_LABELS": ("viewer", "kind", "ids"),
+}
+HOOKS = tuple(HOOK_ARGUMENTS)
 IMPORT_STRINGS = ("SINK", "STORE", "PROCESSORS", *HOOKS)
 
 
@@ -248,9 +254,30 @@ def import_problems() -> list[str]:
             resolved(setting)
         except ImproperlyConfigured as exc:
             problems.append(str(exc))
+    problems += hook_signature_problems()
     problem = sink_options_problem()
     if problem:
         problems.append(problem)
+    return problems
+
+
+def hook_signature_problems() -> list[str]:
+    """Hooks that could not be called the way Event Trail calls them (a hook written for an
+    earlier signature, say), found from their signatures without calling them."""
+    problems = []
+    for setting, arguments in HOOK_ARGUMENTS.items():
+        try:
+            hook = resolved(setting)
+            signature = inspect.signature(hook) if hook is not None else None
+        except (ImproperlyConfigured, TypeError, ValueError):
+            continue  # unresolvable: named by import_problems; no signature: cannot tell
+        if signature is None:
+            continue
+        try:
+            signature.bind(*arguments)
+        except TypeError as exc:
+            problems.append(f"EVENTTRAIL[{setting!r}] = {get_config()[setting]!r}: it is called "
+                            f"as hook({', '.join(arguments)}) and cannot take that ({exc})")
     return problems
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import eventtrail
@@ -9,6 +10,7 @@ import pytest
 from community.activity import default_until
 from community.models import Article, Community, Membership
 from community.seed import seed
+from community.states import PUBLIC_STATES
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from eventtrail import schema
@@ -38,7 +40,8 @@ def history(django_db_setup, django_db_blocker):
         reset_rollups("events")
         with eventtrail.suppressed():
             seed()
-        DatabaseSink("events").send(data.build(UNTIL, EVENTS))
+        hidden_case = hidden_draft_case()
+        DatabaseSink("events").send([*data.build(UNTIL, EVENTS), *hidden_case.pop("documents")])
         documents = list(StoredEvent.objects.using("events").values_list("document", flat=True))
         User.objects.create(username="analyst", is_staff=True)
         site_states = {str(a.pk): (a.state, str(a.author_id)) for a in Article.objects.all()}
@@ -47,7 +50,8 @@ def history(django_db_setup, django_db_blocker):
     try:
         yield {"documents": documents, "events": data.flat_events(documents),
                "site_states": site_states, "moderator": (moderator.user.username,
-                                                         moderator.community.slug)}
+                                                         moderator.community.slug),
+               "hidden_case": hidden_case}
     finally:
         with django_db_blocker.unblock():
             StoredEvent.objects.using("events").all().delete()
@@ -55,6 +59,26 @@ def history(django_db_setup, django_db_blocker):
             reset_rollups("events")
             Community.objects.all().delete()
             User.objects.exclude(pk__in=users_before).delete()
+
+
+def hidden_draft_case() -> dict[str, Any]:
+    """A member who asked 31 times for another member's hidden article (31 404s, as capture
+    records them) and read a published one 3 times; both in a community they do not moderate."""
+    hidden = Article.objects.exclude(state__in=PUBLIC_STATES).select_related("community").order_by(
+        "pk").first()
+    moderators = Membership.objects.filter(community=hidden.community,
+                                           role=Membership.Role.MODERATOR).values("user")
+    member = get_user_model().objects.exclude(pk=hidden.author_id).exclude(
+        pk__in=moderators).filter(is_staff=False).order_by("pk").first()
+    shown = Article.objects.filter(state="published").exclude(author=member).order_by("pk").first()
+    at = UNTIL - timedelta(days=1, hours=-9)
+    views = [data._view(at + timedelta(seconds=i), str(member.pk), str(hidden.pk),
+                        hidden.community.slug, 404) for i in range(31)]
+    views += [data._view(at + timedelta(minutes=5, seconds=i), str(member.pk), str(shown.pk),
+                         shown.community.slug) for i in range(3)]
+    return {"documents": [data.prepare(v)[1] for v in views], "member": member.username,
+            "member_id": str(member.pk), "hidden": str(hidden.pk), "hidden_title": hidden.title,
+            "shown": str(shown.pk), "shown_title": shown.title}
 
 
 @pytest.fixture(scope="module")

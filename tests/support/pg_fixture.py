@@ -150,5 +150,9 @@ def events_alias(alias: str, models: Iterable[type], documents: list[dict], bloc
         yield alias
     finally:
         connections[alias].close()
+        # Forget the connection and its settings: a later module's cluster (another port) under
+        # the same alias must not reuse this one's cached connection.
+        del connections[alias]
+        del connections.settings[alias]
         with suppress(StopIteration):
             next(running)

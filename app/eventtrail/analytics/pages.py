@@ -42,19 +42,28 @@ def _params(request: HttpRequest) -> tuple[str, Params]:
     return label, p
 
 
-def _labels(kind: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+HIDDEN = "Article not shown"  # what a viewer sees of an article the site hides from them
+
+
+def _article_rows(viewer: Any, rows: list[dict[str, Any]], columns: list[str], *,
+                  visible_only: bool = False) -> list[list[Any]]:
+    """Table rows led by each article's label, resolved for ``viewer`` by the TARGET_LABELS hook
+    (``hook(viewer, kind, ids)`` answers the ids the viewer may see, with the site's own
+    visibility rules). An article it leaves out shows neither title nor id, or, with
+    ``visible_only`` (suggestions of what to open), is not listed. Without the hook: ids."""
     hook = resolved("TARGET_LABELS")
-    if hook is None or not ids:
-        return {}
-    found: dict[str, tuple[str, str | None]] = hook(kind, ids)
-    return found
-
-
-def _article_rows(rows: list[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
-    labels = _labels("article", [str(r["article"]) for r in rows])
+    ids = [str(r["article"]) for r in rows]
+    labels: dict[str, tuple[str, str | None]] = hook(viewer, "article", ids) if hook and ids else {}
     out = []
-    for r in rows:
-        label, url = labels.get(str(r["article"]), (f"Article {r['article']}", None))
+    for article, r in zip(ids, rows, strict=True):
+        if hook is None:
+            label, url = f"Article {article}", None
+        elif article in labels:
+            label, url = labels[article]
+        elif visible_only:
+            continue
+        else:
+            label, url = HIDDEN, None
         out.append([{"text": label, "href": url}, *[r[c] for c in columns]])
     return out
 
@@ -91,8 +100,9 @@ def _timeline(pid: str, title: str, data: dict[str, Any], *, top: int = 6,
     return _series_panel(pid, title, data, series, stacked=True, kind="bar", note=note)
 
 
-def _most_viewed_panel(pid: str, title: str, data: dict[str, Any], note: str = "") -> dict[str, Any]:
-    rows = _article_rows(data["results"], ["views", "viewers"])
+def _most_viewed_panel(viewer: Any, pid: str, title: str, data: dict[str, Any],
+                       note: str = "") -> dict[str, Any]:
+    rows = _article_rows(viewer, data["results"], ["views", "viewers"])
     chart = _bar([r[0] for r in rows], [("views", [r[1] for r in rows]),
                                          ("distinct viewers", [r[2] for r in rows])],
                  horizontal=True)
@@ -103,12 +113,13 @@ def _percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f}%"
 
 
-def _engagement_panels(store: Any, p: Params, community: str | None) -> list[dict[str, Any]]:
+def _engagement_panels(viewer: Any, store: Any, p: Params,
+                       community: str | None) -> list[dict[str, Any]]:
     """Reading depth per article and video completion; charts only when there is data, so an
     empty panel never draws a blank canvas."""
     depth = compute.reading_depth(store, p, community)
     depths = [f"{d}%" for d in depth["depths"]]
-    rows = _article_rows(depth["results"], ["views"])
+    rows = _article_rows(viewer, depth["results"], ["views"])
     for row, r in zip(rows, depth["results"], strict=True):
         row.extend(f"{n} ({_percent(s)})" for n, s in zip(r["reached"], r["share"], strict=True))
     results = depth["results"]
@@ -170,11 +181,14 @@ def _payload(kind: str, subject: str | None, label: str, p: Params,
             "newest": freshness["newest"], "events": freshness["events"], "panels": panels()}
 
 
-def _etag(kind: str, subject: str | None, label: str, freshness: dict[str, Any]) -> str:
+def _etag(viewer: Any, kind: str, subject: str | None, label: str,
+          freshness: dict[str, Any]) -> str:
     # Relative periods move with the clock: the minute is part of the tag, so figures refresh at
-    # least once a minute even when no event arrives.
+    # least once a minute even when no event arrives. Labels are resolved for the viewer, so
+    # one viewer's tag never validates another's payload.
     minute = datetime.now(UTC).strftime("%Y%m%d%H%M")
-    blob = json.dumps([kind, subject, label, freshness, minute], sort_keys=True)
+    blob = json.dumps([getattr(viewer, "pk", None), kind, subject, label, freshness, minute],
+                      sort_keys=True, default=str)
     return '"' + hashlib.sha256(blob.encode()).hexdigest()[:20] + '"'
 
 
@@ -186,7 +200,7 @@ def _serve(request: HttpRequest, kind: str, subject: str | None, title: str,
     try:
         label, p = _params(request)
         freshness = fresh(p)
-        etag = _etag(kind, subject, label, freshness)
+        etag = _etag(request.user, kind, subject, label, freshness)
         if as_json and request.headers.get("If-None-Match") == etag:
             response: HttpResponseBase = HttpResponse(status=304)
         else:
@@ -233,14 +247,14 @@ def links_for(user: Any) -> list[tuple[str, str]]:
 # --- my activity ---------------------------------------------------------------------------------
 
 
-def _user_panels(store: Any, p: Params, user: str) -> list[dict[str, Any]]:
+def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str, Any]]:
     viewed = compute.most_viewed(store, p, user=user)
     mine = compute.user_articles(store, p, user)
     by_state = mine["by_state"]
-    mine_rows = _article_rows(mine["results"], ["state", "views", "viewers"])
+    mine_rows = _article_rows(viewer, mine["results"], ["state", "views", "viewers"])
     panels = [
         _timeline("my-actions", "What I did", compute.events_over_time(store, p, user=user)),
-        _most_viewed_panel("my-viewed", "Articles I read most", viewed),
+        _most_viewed_panel(viewer, "my-viewed", "Articles I read most", viewed),
         _table_panel("my-articles", "My articles by state", ["Article", "State", "Views",
                                                             "Viewers"], mine_rows,
                      note="States replayed from the event log; views in the period.",
@@ -258,8 +272,8 @@ def _user_panels(store: Any, p: Params, user: str) -> list[dict[str, Any]]:
     if viewed["results"]:
         top = str(viewed["results"][0]["article"])
         also = compute.also_read(store, p, top, user)
-        rows = _article_rows(also["results"], ["lift", "co_users"])
-        name = _article_rows([{"article": top}], [])[0][0]["text"]
+        rows = _article_rows(viewer, also["results"], ["lift", "co_users"], visible_only=True)
+        name = _article_rows(viewer, [{"article": top}], [])[0][0]["text"]
         panels.append(_table_panel("also-read", f"Readers of “{name}” also read",
                                    ["Article", "Lift", "Shared readers"], rows,
                                    note="Articles you have read are left out."))
@@ -282,7 +296,7 @@ def _user_page(request: HttpRequest, user: str) -> HttpResponseBase:
         data_url += "?" + urlencode({"user": user})
     return _serve(request, "user", user, "My activity" if user == access.own_id(request.user)
                   else f"Activity of user {user}",
-                  lambda p: _user_panels(store, p, user),
+                  lambda p: _user_panels(request.user, store, p, user),
                   lambda p: compute.freshness(store, p, user=user), data_url)
 
 
@@ -292,18 +306,18 @@ my_activity_data = my_activity
 # --- community and site --------------------------------------------------------------------------
 
 
-def _community_panels(store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
+def _community_panels(viewer: Any, store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
     trend = compute.trending(store, p, slug)
-    rows = _article_rows(trend["results"], ["score", "heat", "momentum", "views"])
+    rows = _article_rows(viewer, trend["results"], ["score", "heat", "momentum", "views"])
     trending = _table_panel(
         "trending", f"Trending (last {trend['days']} days)",
         ["Article", "Score", "Heat", "Momentum", "Views"], rows,
         note=f"Decayed views (half-life {trend['half_life']:g} days), distinct viewers count "
              "fully and repeat views a quarter, times the rise over the window before.",
         chart=_bar([r[0] for r in rows], [("score", [r[1] for r in rows])], horizontal=True))
-    viewed = _most_viewed_panel("most-viewed", "Most viewed in the period",
+    viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed in the period",
                                 compute.most_viewed(store, p, community=slug))
-    return [trending, viewed, *_engagement_panels(store, p, slug),
+    return [trending, viewed, *_engagement_panels(viewer, store, p, slug),
             *_activity_panels(store, p, slug)]
 
 
@@ -317,7 +331,7 @@ def community(request: HttpRequest, slug: str) -> HttpResponseBase:
     _check_community(request, slug)
     store = get_store()
     return _serve(request, "community", slug, f"Community {slug}",
-                  lambda p: _community_panels(store, p, slug),
+                  lambda p: _community_panels(request.user, store, p, slug),
                   lambda p: compute.freshness(store, p, community=slug),
                   reverse("eventtrail:analytics-community-data", args=[slug]))
 
@@ -325,10 +339,11 @@ def community(request: HttpRequest, slug: str) -> HttpResponseBase:
 community_data = community
 
 
-def _site_panels(store: Any, p: Params) -> list[dict[str, Any]]:
-    viewed = _most_viewed_panel("most-viewed", "Most viewed articles",
+def _site_panels(viewer: Any, store: Any, p: Params) -> list[dict[str, Any]]:
+    viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed articles",
                                 compute.most_viewed(store, p))
-    return [*_activity_panels(store, p, None), viewed, *_engagement_panels(store, p, None)]
+    return [*_activity_panels(store, p, None), viewed,
+            *_engagement_panels(viewer, store, p, None)]
 
 
 @login_required
@@ -337,7 +352,8 @@ def site(request: HttpRequest) -> HttpResponseBase:
     if not access.sees_everything(request.user):
         raise PermissionDenied("site-wide analytics are for staff")
     store = get_store()
-    return _serve(request, "site", None, "Site activity", lambda p: _site_panels(store, p),
+    return _serve(request, "site", None, "Site activity",
+                  lambda p: _site_panels(request.user, store, p),
                   lambda p: compute.freshness(store, p),
                   reverse("eventtrail:analytics-site-data"))
 
