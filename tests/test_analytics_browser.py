@@ -177,3 +177,36 @@ def test_numbers_are_readable_without_javascript(live_server, site, chromium):
     assert fits_the_screen(page)
     page.screenshot(path=ARTIFACTS / "analytics-site-no-js-phone.png", full_page=True)
     context.close()
+
+
+def test_active_users_and_events_each_have_their_own_scale(live_server, site, chromium):
+    """Tens of users beside hundreds of events a day: on one axis the users would lie on the floor.
+    Each line has its own axis, titled with it, whose top is near that line's peak, and each
+    line's peak is drawn in the upper part of the chart."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = session_for(chromium, live_server, get_user_model().objects.get(username="analyst"))
+    page = context.new_page()
+    page.goto(f"{live_server.url}/analytics/site/?period=30d")
+    charts_drawn(page)
+    chart = page.evaluate("""() => {
+        const chart = document.querySelector('.et-analytics').etCharts.get('active');
+        const area = chart.chartArea;
+        return chart.data.datasets.map((set, i) => {
+            const scale = chart.scales[set.yAxisID];
+            const peak = Math.max(...set.data);
+            const y = chart.getDatasetMeta(i).data[set.data.indexOf(peak)].y;
+            return {label: set.label, axis: set.yAxisID, position: scale.position,
+                    title: scale.options.title.text, max: scale.max, peak,
+                    height: (area.bottom - y) / (area.bottom - area.top)};
+        });
+    }""")
+    users, events = chart
+    assert (users["label"], users["axis"], users["position"]) == ("active users", "y", "left")
+    assert (events["label"], events["axis"], events["position"]) == ("events", "y1", "right")
+    assert events["peak"] > 5 * users["peak"] > 0  # on one axis the users would stay under 20%
+    for line in chart:
+        assert line["title"] == line["label"]
+        assert line["peak"] <= line["max"] <= 2 * line["peak"], line
+        assert line["height"] > 0.5, line  # drawn in the upper half, not flat on the floor
+    page.locator("#panel-active").screenshot(path=ARTIFACTS / "analytics-active-users.png")
+    context.close()

@@ -22,7 +22,10 @@ function config(spec) {
     borderWidth: spec.type === "line" ? 2 : 1,
     pointRadius: spec.type === "line" ? 2 : 0,
     tension: 0.2,
+    // A series of another scale (events beside active users) gets the right-hand axis.
+    yAxisID: set.axis === "right" ? "y1" : "y",
   }));
+  const right = spec.datasets.filter((set) => set.axis === "right");
   const options = {
     responsive: true,
     maintainAspectRatio: false,
@@ -37,6 +40,12 @@ function config(spec) {
       x: { stacked: spec.stacked, ticks: { autoSkip: true, maxRotation: 0 } },
       y: { stacked: spec.stacked, beginAtZero: true, ticks: { autoSkip: true } },
     };
+    if (right.length && !spec.horizontal) {
+      const title = (sets) => ({ display: true, text: sets.map((set) => set.label).join(", ") });
+      options.scales.y.title = title(spec.datasets.filter((set) => set.axis !== "right"));
+      options.scales.y1 = { position: "right", beginAtZero: true, stacked: spec.stacked,
+        grid: { drawOnChartArea: false }, ticks: { autoSkip: true }, title: title(right) };
+    }
     if (spec.horizontal) {
       options.scales.y.ticks.callback = function (value) {
         const text = this.getLabelForValue(value);

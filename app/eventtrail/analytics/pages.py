@@ -75,19 +75,26 @@ def _table_panel(pid: str, title: str, headers: list[str], rows: list[list[Any]]
 
 
 def _bar(labels: list[Any], datasets: list[tuple[str, list[Any]]], *,
-         horizontal: bool = False, stacked: bool = False, kind: str = "bar") -> dict[str, Any]:
+         horizontal: bool = False, stacked: bool = False, kind: str = "bar",
+         right: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A chart spec; the series named in ``right`` are drawn against an axis of their own on
+    the right, for figures of another scale (events beside the users who made them)."""
     text = [lab["text"] if isinstance(lab, dict) else str(lab) for lab in labels]
     return {"type": kind, "labels": text, "horizontal": horizontal, "stacked": stacked,
-            "datasets": [{"label": name, "data": data} for name, data in datasets]}
+            "datasets": [{"label": name, "data": data,
+                          "axis": "right" if name in right else "left"}
+                         for name, data in datasets]}
 
 
 def _series_panel(pid: str, title: str, data: dict[str, Any], series: list[tuple[str, list[Any]]],
-                  *, stacked: bool = False, kind: str = "line", note: str = "") -> dict[str, Any]:
+                  *, stacked: bool = False, kind: str = "line", note: str = "",
+                  right: frozenset[str] = frozenset()) -> dict[str, Any]:
     times = [t[:10] if data["interval"] in {"day", "week", "month"} else t[:16]
              for t in data["times"]]
     rows = [[t, *[s[1][i] for s in series]] for i, t in enumerate(times)]
     return _table_panel(pid, title, ["Period starting", *[s[0] for s in series]], rows,
-                        note=note, chart=_bar(times, series, stacked=stacked, kind=kind))
+                        note=note, chart=_bar(times, series, stacked=stacked, kind=kind,
+                                              right=right))
 
 
 def _timeline(pid: str, title: str, data: dict[str, Any], *, top: int = 6,
@@ -160,7 +167,10 @@ def _activity_panels(store: Any, p: Params, community: str | None) -> list[dict[
                      [[active["dau"], active["wau"], active["mau"]]],
                      note="Distinct signed-in users with an event in the last 1, 7 and 30 days."),
         _series_panel("active", "Active users", active, [("active users", active["users"]),
-                                                         ("events", active["events"])]),
+                                                         ("events", active["events"])],
+                      right=frozenset({"events"}),
+                      note="Events are many times the users who made them: each line has its "
+                           "own scale, events on the right-hand axis."),
         _series_panel("new-returning", "New and returning users", returning,
                       [("new", returning["new"]), ("returning", returning["returning"])],
                       stacked=True, kind="bar",
