@@ -400,3 +400,7 @@ def test_who_read_an_article_is_shown_only_to_its_readers_and_staff(store, event
     get("also-read", {"article": data.NICHE, "to": UNTIL.isoformat()}, user=username,
         status=403)
     assert get("also-read", {"article": data.NICHE, "to": UNTIL.isoformat()})["readers"] > 0
+    # Asking for a page is not reading it: the reader's 403s, 500 and redirect of POPULAR do not
+    # open who read it.
+    get("also-read", {"article": data.POPULAR, "to": UNTIL.isoformat()}, user=username,
+        status=403)
