@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from eventtrail.conf import get_config
+from eventtrail.delivery.forksafe import native
 
 
 class DeliveryError(Exception):
@@ -249,18 +250,22 @@ class DatabaseSink:
             nested = json.loads(doc)
             flat = enrich(schema.flatten(nested))
             rows.append(StoredEvent.from_flat(flat, schema.unflatten(flat)))
-        try:
-            StoredEvent.objects.using(self.alias).bulk_create(
-                rows, ignore_conflicts=True, batch_size=500
-            )
-        except DatabaseError as exc:
-            # A broken connection must not poison every later attempt.
-            connections[self.alias].close()
-            raise DeliveryError(f"database {self.alias!r}: {exc}") from exc
-        finally:
-            close_old_connections()
+        # Inside forksafe.native: a fork mid-insert would leave the driver's (SQLite's) process-
+        # wide mutexes locked in the child.
+        with native:
+            try:
+                StoredEvent.objects.using(self.alias).bulk_create(
+                    rows, ignore_conflicts=True, batch_size=500
+                )
+            except DatabaseError as exc:
+                # A broken connection must not poison every later attempt.
+                connections[self.alias].close()
+                raise DeliveryError(f"database {self.alias!r}: {exc}") from exc
+            finally:
+                close_old_connections()
 
     def close(self) -> None:
         from django.db import connections
 
-        connections[self.alias].close()
+        with native:
+            connections[self.alias].close()

@@ -15,6 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from eventtrail.delivery.forksafe import native
 from eventtrail.stats import counters
 
 logger = logging.getLogger("eventtrail.delivery")
@@ -109,16 +110,28 @@ class SqliteSpool:
     """
 
     def __init__(self, directory: str | Path, max_events: int, max_age: float) -> None:
-        self._mutex = threading.RLock()
+        # Every SQLite call, opening included, runs inside ``forksafe.native``: one at a time
+        # (the builder appends while the sender peeks and acknowledges), and never while the
+        # process forks.
+        self._mutex = native
+        with native:
+            self._setup(directory, max_events, max_age)
+
+    def _setup(self, directory: str | Path, max_events: int, max_age: float) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
         self.max_age = max_age
         name = f"spool-{os.getpid()}-{secrets.token_hex(4)}"
-        # Lock first, then create the database, so no adopter ever sees an unlocked live file.
+        # Lock first, then create the database, so no adopter ever sees an unlocked live file:
+        # the lock file is made and locked under a name adopters do not look at, then renamed.
+        # (Made under its own name, another worker scanning the directory could lock it before
+        # we do, take us for dead and unlink it.)
         self.lock_path = self.dir / f"{name}.lock"
-        self._lock: IO[bytes] | None = open(self.lock_path, "wb")  # noqa: SIM115
+        making = self.dir / f".{name}.lock.new"
+        self._lock: IO[bytes] | None = open(making, "wb")  # noqa: SIM115
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(making, self.lock_path)
         self.path = self.dir / f"{name}.sqlite"
         self.db = self._open(self.path)
         self._count = 0
@@ -311,38 +324,21 @@ class SqliteSpool:
 
 
 # --- fork safety ------------------------------------------------------------------------------------
-# SQLite's own mutexes are held while a thread is inside it; a fork at that moment leaves them
-# locked forever in the child, whose first sqlite3 call then hangs. Every SQLite call on a spool
-# goes through its mutex, so holding every live spool's mutex across fork() keeps them out.
+# SQLite calls run inside forksafe.native, which fork() waits for. The child never uses its
+# parent's spools (it makes its own): it drops its copy of each lock file's descriptor, which
+# leaves the parent's lock in place (flock is per open file).
 _live: weakref.WeakSet[SqliteSpool] = weakref.WeakSet()
-_held: list[SqliteSpool] = []
-
-
-def _before_fork() -> None:
-    for spool in list(_live):
-        spool._mutex.acquire()
-        _held.append(spool)
-
-
-def _after_fork_in_parent() -> None:
-    while _held:
-        _held.pop()._mutex.release()
 
 
 def _after_fork_in_child() -> None:
-    # The child never uses its parent's spools: it makes its own. It drops its copy of each
-    # lock file's descriptor, which leaves the parent's lock in place (flock is per open file).
     for spool in list(_live):
-        spool._mutex = threading.RLock()
         if spool._lock is not None:
             spool._lock.close()
             spool._lock = None
-    _held.clear()
     _live.clear()
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def spooled_on_disk(directory: str | Path) -> int:

@@ -1,0 +1,154 @@
+"""Forking while the worker's threads are inside SQLite: the child's first SQLite call (opening
+its own spool) must never block on a mutex the parent's thread held at fork time.
+
+Root cause of the hang of ``test_forked_workers_deliver_each_event_once``: a worker's builder
+opens its spool (``sqlite3.connect``, the WAL pragma, the schema) on its first event, and that
+ran outside the spool's mutex, which was all ``fork()`` waited for. A test that puts events and
+forks at once forks while that runs; in about 1 fork in 25 the child then hung. The database sink
+inserted outside it too. Now every SQLite call of the worker's threads runs inside
+``forksafe.native``, which ``fork()`` waits for.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from eventtrail.build import prepare
+from eventtrail.delivery.sinks import DatabaseSink
+from eventtrail.delivery.spool import SqliteSpool
+from eventtrail.models import StoredEvent
+
+from tests.test_delivery import FAST, drafts
+
+FORKS = 200
+CHILD_SECONDS = 20  # a child that has not opened its spool by then is stuck for good
+
+
+def fork_while(busy, tmp_path: Path) -> list[int]:
+    """Run ``busy`` in a thread, fork FORKS times; each child opens and closes a spool of its
+    own. Returns the pids of the children killed by their alarm: those that hung."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            busy()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    hung = []
+    try:
+        for _ in range(FORKS):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    signal.alarm(CHILD_SECONDS)
+                    SqliteSpool(tmp_path / "children", 100, 3600).close()
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status) or os.WEXITSTATUS(status):
+                hung.append(pid)
+    finally:
+        stop.set()
+        thread.join(10)
+    return hung
+
+
+def test_a_fork_while_a_thread_opens_its_spool_never_hangs_the_child(tmp_path):
+    def open_and_close():
+        SqliteSpool(tmp_path / "parent", 100, 3600).close()
+
+    assert fork_while(open_and_close, tmp_path) == []
+
+
+def test_a_fork_while_the_spool_writes_never_hangs_the_child(tmp_path):
+    spool = SqliteSpool(tmp_path / "parent", 10_000, 3600)
+    docs = [(f"id-{i}", '{"x": 1}') for i in range(20)]
+
+    def write():
+        spool.append(docs)
+        spool.ack(spool.peek(20)[-1][0])
+
+    try:
+        assert fork_while(write, tmp_path) == []
+    finally:
+        spool.close()
+
+
+@contextmanager
+def sqlite_events(alias: str, path: Path):
+    """A file-backed SQLite alias with the events table: forked children write to the same
+    file, where an in-memory test database would be each process's own."""
+    base = dict(connections.settings["events"])
+    base.update({"ENGINE": "django.db.backends.sqlite3", "NAME": str(path),
+                 "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;",
+                             "transaction_mode": "IMMEDIATE", "timeout": 30},
+                 "TEST": {"NAME": str(path)}})
+    connections.settings[alias] = base
+    try:
+        with connections[alias].schema_editor() as editor:
+            editor.create_model(StoredEvent)
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+
+
+def test_a_fork_while_the_database_sink_inserts_never_hangs_the_child(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock(), sqlite_events("fork_events",
+                                                    tmp_path / "events.sqlite3") as alias:
+        sink = DatabaseSink(alias)
+        docs = [prepare(d)[1] for d in drafts(50)]
+
+        def insert():
+            sink.send(docs)
+
+        assert fork_while(insert, tmp_path) == []
+
+
+@pytest.mark.real_delivery
+def test_forked_workers_deliver_each_event_once_through_the_database_sink(tmp_path,
+                                                                         django_db_blocker):
+    """The fork test's scenario with the embedded store: a parent and two children, each
+    delivering its own events into one SQLite file, each event once."""
+    from eventtrail import delivery
+
+    with django_db_blocker.unblock(), sqlite_events("fork_events",
+                                                    tmp_path / "events.sqlite3") as alias:
+        delivery.shutdown(5)
+        with override_settings(EVENTTRAIL={**FAST, "SINK": "database", "DATABASE_ALIAS": alias,
+                                           "SPOOL": True, "SPOOL_DIR": str(tmp_path / "spool")}):
+            parent = delivery.handoff()
+            for d in drafts(100, start=0):
+                parent.put(d)
+            children = []
+            for n in range(2):
+                pid = os.fork()
+                if pid == 0:
+                    ok = False
+                    try:
+                        signal.alarm(90)
+                        mine = delivery.handoff()
+                        for d in drafts(100, start=1000 * (n + 1)):
+                            mine.put(d)
+                        ok = mine.flush(60)
+                        delivery.shutdown(5)
+                    finally:
+                        os._exit(0 if ok else 1)
+                children.append(pid)
+            codes = [os.waitpid(pid, 0)[1] for pid in children]
+            assert parent.flush(60)
+            delivery.shutdown(5)
+        assert codes == [0, 0]
+        paths = sorted(int(p.rsplit("/", 1)[1]) for p in StoredEvent.objects.using(alias)
+                       .values_list("url_path", flat=True))
+        assert paths == list(range(100)) + list(range(1000, 1100)) + list(range(2000, 2100))
