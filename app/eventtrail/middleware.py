@@ -7,6 +7,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from eventtrail import delivery
 from eventtrail.capture import begin, finish, internal
 from eventtrail.draft import Draft, current_draft
 
@@ -29,6 +30,10 @@ class EventTrailMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+        # The app is loading in a process that will serve requests: start delivery now, so
+        # spools that dead workers left are adopted and sent without waiting for a request.
+        with internal("start"):
+            delivery.start()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

@@ -6,6 +6,7 @@ somewhere else for a while (``eventtrail.testing.capture_events``); ``shutdown()
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 
 from eventtrail.delivery.worker import Handoff, make_sink
 
-__all__ = ["Handoff", "handoff", "make_sink", "redirected", "shutdown"]
+__all__ = ["Handoff", "handoff", "make_sink", "redirected", "shutdown", "start"]
 
+logger = logging.getLogger("eventtrail.delivery")
 _handoff: Handoff | None = None
 _handoff_lock = threading.Lock()
 _redirect: Callable[[Any], None] | None = None
@@ -55,10 +57,30 @@ def handoff() -> Handoff | _Direct:
         return _handoff
 
 
+def start() -> Handoff | None:
+    """Start this process's worker now rather than at its first event: a process about to serve
+    requests (the middleware calls this when the app loads) takes over the spools of workers that
+    died, at once. None while ``redirected``."""
+    current = handoff()
+    if not isinstance(current, Handoff):
+        return None
+    current.start()
+    return current
+
+
 def _after_fork_in_child() -> None:
     # A lock another thread held at fork time would never be released in the child.
     global _handoff_lock
     _handoff_lock = threading.Lock()
+    # A preforking server (gunicorn --preload) forks workers from a process whose worker runs:
+    # each child starts its own at once, as it would have had it loaded the app itself. A fork of
+    # a process whose worker never started (a task runner's pool) starts nothing.
+    parent = _handoff
+    if parent is not None and parent.thread is not None and _redirect is None:
+        try:
+            start()
+        except Exception:  # a fork must never fail because of us
+            logger.exception("Event Trail could not start the delivery worker after fork")
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
