@@ -19,10 +19,12 @@ from typing import Any
 #                     waiting in memory for it passed QUEUE_SIZE: the oldest go
 #   spool_full        the spool passed SPOOL_MAX_EVENTS: the oldest go
 #   spool_expired     it waited in the spool longer than SPOOL_MAX_AGE
+#   too_large         the receiver refused it alone as too large (HTTP 413): larger batches
+#                     are split until one event is left, and that one can never be delivered
 #   shutdown          the process stopped with it still in memory (what is spooled stays)
 #   sink_down         kept for operators' dashboards of earlier versions; nothing counts it now
 DROP_REASONS = ("queue_full", "invalid", "processor", "duplicate", "spool_unwritable",
-                "spool_full", "spool_expired", "shutdown", "sink_down")
+                "spool_full", "spool_expired", "too_large", "shutdown", "sink_down")
 COUNTERS = ("enqueued", "adopted", "delivered", "spooled", "retried", "send_errors",
             "spool_errors", "internal_error") + tuple(
     f"dropped.{reason}" for reason in DROP_REASONS

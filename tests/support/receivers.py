@@ -24,10 +24,12 @@ class Received:
         self.docs: list[dict] = []
         self.requests = 0
         self.bad_lines = 0
+        self.batch_sizes: list[int] = []
 
     def add(self, docs: list[dict]) -> None:
         with self.lock:
             self.docs.extend(docs)
+            self.batch_sizes.append(len(docs))
 
     def ids(self) -> list[str]:
         with self.lock:
@@ -83,8 +85,10 @@ class TcpReceiver:
 class HttpReceiver:
     """An HTTP server like Logstash's http input: JSON array or object, basic auth, 200 = ack.
 
-    ``script`` is a list of responses to give before answering 200: an int status, or
-    "slow" to hold the request past the client's timeout.
+    ``script`` is a list of responses to give before answering 200: an int status, "slow" to
+    hold the request past the client's timeout, or "half" to take the batch and close the
+    connection halfway through the response. A batch of more than ``max_docs`` documents, or a
+    body over ``max_bytes``, is answered 413 and not taken.
     """
 
     def __init__(self, user: str = "writer", password: str = "s3cret", port: int | None = None):
@@ -95,6 +99,9 @@ class HttpReceiver:
         self.slow_seconds = 3.0
         self.server: ThreadingHTTPServer | None = None
         self.auth_failures = 0
+        self.max_docs: int | None = None
+        self.max_bytes: int | None = None
+        self.too_large = 0  # requests answered 413
 
     def start(self) -> HttpReceiver:
         outer = self
@@ -117,12 +124,27 @@ class HttpReceiver:
                 if step == "slow":
                     time.sleep(outer.slow_seconds)
                     step = 200  # the client gave up already; it must re-send
-                if step != 200:
+                if step not in (200, "half"):
                     self.send_response(int(step))
                     self.end_headers()
                     return
                 data = json.loads(body)
-                outer.received.add(data if isinstance(data, list) else [data])
+                data = data if isinstance(data, list) else [data]
+                if (outer.max_docs is not None and len(data) > outer.max_docs) or (
+                        outer.max_bytes is not None and len(body) > outer.max_bytes):
+                    with outer.received.lock:
+                        outer.too_large += 1
+                    self.send_response(413)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.received.add(data)
+                if step == "half":  # taken, then the connection drops mid-response
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

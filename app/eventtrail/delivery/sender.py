@@ -70,6 +70,9 @@ class Sender:
         self.spool = spool
         self.open_sink = open_sink
         self.batch_size = batch_size
+        # What is sent at once: BATCH_SIZE, halved while the receiver answers 413 (too large),
+        # doubled back after each batch it takes.
+        self.limit = batch_size
         self.backoff = backoff
         self.sink = sink
         self.errors = errors or ErrorLog()
@@ -95,7 +98,7 @@ class Sender:
                 return
         sink = self.sink
         while True:
-            rows = self.spool.peek(self.batch_size)
+            rows = self.spool.peek(self.limit)
             if not rows:
                 return
             try:
@@ -104,13 +107,36 @@ class Sender:
                 delivered = exc.delivered if isinstance(exc, DeliveryError) else 0
                 if delivered and not self._ack(rows[delivered - 1][0], delivered):
                     return
+                if isinstance(exc, DeliveryError) and exc.too_large and not delivered:
+                    if self._too_large(rows, exc):
+                        continue  # a smaller batch at once: the receiver is up
+                    return
                 # A refused or failed delivery is an outage; anything else is a bug in the sink.
                 self._failed(sink.name, str(exc) or repr(exc), len(rows) - delivered,
                              None if isinstance(exc, DeliveryError | OSError) else exc)
                 return
             self.backoff.succeeded()  # the sink took it, whatever the spool says next
+            self.limit = min(self.batch_size, self.limit * 2)
             if not self._ack(rows[-1][0], len(rows)):
                 return
+
+    def _too_large(self, rows: list[tuple[int, str]], exc: DeliveryError) -> bool:
+        """The receiver refused the batch for its size: halve it and go on, or, when one event
+        alone is refused, drop it under ``too_large``: it can never be delivered, and it must
+        not hold back the ones behind it."""
+        if len(rows) > 1:
+            self.limit = max(1, len(rows) // 2)
+            return True
+        try:
+            self.spool.ack(rows[0][0])
+        except Exception as ack_exc:
+            self._failed("spool", f"could not drop an event too large to send: {ack_exc!r}", 1)
+            return False
+        counters.drop("too_large")
+        counters.error(f"{self.sink.name if self.sink else 'sink'}: {exc}")
+        logger.warning("Event Trail: the receiver refuses one event as too large (%d bytes); "
+                       "dropped as too_large", len(rows[0][1].encode()))
+        return True
 
     def _ack(self, upto: int, count: int) -> bool:
         """Forget a delivered batch; it counts as delivered once the spool has forgotten it."""

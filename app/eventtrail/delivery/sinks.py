@@ -14,11 +14,14 @@ from eventtrail.delivery.forksafe import native
 
 
 class DeliveryError(Exception):
-    """A batch was not (fully) delivered. ``delivered`` leading documents did arrive."""
+    """A batch was not (fully) delivered. ``delivered`` leading documents did arrive;
+    ``too_large``: every host refused the batch for its size (HTTP 413), so a smaller one may
+    go through."""
 
-    def __init__(self, message: str, delivered: int = 0) -> None:
+    def __init__(self, message: str, delivered: int = 0, too_large: bool = False) -> None:
         super().__init__(message)
         self.delivered = delivered
+        self.too_large = too_large
 
 
 class Sink(Protocol):
@@ -128,7 +131,7 @@ class LogstashHttpSink(FailoverSink):
     def send(self, docs: Sequence[str]) -> None:
         import requests
 
-        errors = []
+        errors, refused = [], 0
         for index in self.order():
             try:
                 self.transports[index].send(docs)
@@ -136,7 +139,9 @@ class LogstashHttpSink(FailoverSink):
                 return
             except (requests.RequestException, OSError) as exc:
                 errors.append(f"{self.labels[index]}: {_describe(exc)}")
-        raise DeliveryError("; ".join(errors))
+                response = getattr(exc, "response", None)
+                refused += response is not None and response.status_code == 413
+        raise DeliveryError("; ".join(errors), too_large=refused == len(self.transports))
 
     def close(self) -> None:
         for transport in self.transports:
