@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -280,3 +282,49 @@ def test_wildcard_url_path_filters_and_aggregates(stream):
     )
     assert response.hits.total.value == sum(expected.values())
     assert {b.key: b.doc_count for b in response.aggregations.paths.buckets} == expected
+
+
+# --- Elasticsearch 8.7.1 beside OpenSearch ------------------------------------------------------
+
+
+def test_elasticsearch_starts_and_speaks_8_through_its_adapter(elasticsearch_engine):
+    es = elasticsearch_engine
+    assert es.client.info()["version"]["number"] == "8.7.1"
+    with pytest.raises(BadRequestError, match="compatible-with|version 8 or 7"):
+        Elasticsearch(es.url).info()  # the 9.x client unadapted: 'compatible-with=9' refused
+    modules = {m["name"] for n in es.client.nodes.info(metric="plugins")["nodes"].values()
+               for m in n["modules"]}
+    assert "mapper-extras" not in modules and "x-pack-ilm" not in modules
+
+
+def test_elasticsearch_refuses_the_unadapted_template_for_the_listed_reasons(elasticsearch_engine):
+    from tests.support.es_adapter import ES87_MISSING_TYPES
+
+    es = schema.index_template("logs-probe-default", ilm_policy=None)
+    es["index_patterns"] = ["logs-probe-*"]
+    with pytest.raises(BadRequestError) as refused:
+        elasticsearch_engine.client.indices.put_index_template(name="probe", **es)
+    reason = json.dumps(refused.value.body)
+    assert re.search(r"No handler for type \[(" + "|".join(ES87_MISSING_TYPES) + r")\]", reason)
+
+
+def test_elasticsearch_takes_the_adapted_template_and_answers_the_queries_we_make(
+        elasticsearch_engine):
+    es = elasticsearch_engine
+    name = "logs-eventtrail-es87smoke"
+    template = es.template(schema.index_template(name, ilm_policy=None, priority=701))
+    template["index_patterns"] = [name]
+    es.client.indices.put_index_template(name="es87smoke", **template)
+    try:
+        created, errors = helpers.bulk(es.client, [{**a, "_index": name} for a in
+                                                   create_actions(EVENTS)], raise_on_error=False)
+        es.client.indices.refresh(index=name)
+        assert (created, errors) == (len(EVENTS), [])
+        assert es.client.count(index=name)["count"] == len(EVENTS)
+        by_action = Search(using=es.client, index=name).extra(size=0)
+        by_action.aggs.bucket("a", "terms", field="event.action", size=10)
+        got = {b.key: b.doc_count for b in by_action.execute().aggregations.a.buckets}
+        assert got == dict(Counter(e["event"]["action"] for e in EVENTS))
+    finally:
+        es.client.options(ignore_status=404).indices.delete(index=name)
+        es.client.indices.delete_index_template(name="es87smoke")

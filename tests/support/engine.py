@@ -1,4 +1,5 @@
-"""A real single-node OpenSearch on 127.0.0.1, built by Maven and run without Docker."""
+"""A real single-node search engine on 127.0.0.1, built by Maven and run without Docker:
+OpenSearch 2.19 (the default) or Elasticsearch 8.7.1, each from its Maven Central distribution."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DIR = ROOT / "engine"
-POM = ENGINE_DIR / "pom.xml"
 # The launcher refuses to run as root, and CI runs as root: then the node runs as this user.
 ENGINE_USER = "eventtrail-engine"
 HEAP = "512m"
@@ -37,36 +38,75 @@ class EngineError(RuntimeError):
     """The engine could not be built or started; the message carries the reason and a log tail."""
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the engines: where Maven builds each, how its launcher is told
+    where its config, temporary files and Java are, and the settings only one of them knows."""
+
+    name: str
+    directory: Path  # holds pom.xml; Maven builds into its target/
+    env: str  # the launcher's variables: {env}_PATH_CONF, {env}_TMPDIR, {env}_JAVA_HOME
+    settings: str  # extra lines of the node's yml
+
+    @property
+    def pom(self) -> Path:
+        return self.directory / "pom.xml"
+
+    @property
+    def label(self) -> str:
+        return f"{'OpenSearch' if self.name == 'opensearch' else 'Elasticsearch'} {self.version()}"
+
+    def version(self) -> str:
+        tag = re.escape(f"{self.name}.version")
+        match = re.search(rf"<{tag}>([^<]+)</{tag}>", self.pom.read_text())
+        if not match:
+            raise EngineError(f"no <{self.name}.version> in {self.pom}")
+        return match.group(1).strip()
+
+    def home(self) -> Path:
+        return self.directory / "target" / f"{self.name}-{self.version()}"
+
+
+OPENSEARCH = Flavour("opensearch", ENGINE_DIR, "OPENSEARCH",
+                     # One node holds no replica: indices made without our template stay green.
+                     "cluster.default_number_of_replicas: 0\n")
+# Its x-pack-security would make HTTP TLS with a password: off, like OpenSearch without its
+# security plugin. The tests' reset deletes "*",
+# which 8.x refuses unless the name check is off.
+ELASTICSEARCH = Flavour("elasticsearch", ENGINE_DIR / "elasticsearch", "ES",
+                        "xpack.security.enabled: false\n"
+                        "action.destructive_requires_name: false\n")
+FLAVOURS = {f.name: f for f in (OPENSEARCH, ELASTICSEARCH)}
+
+
 def opensearch_version() -> str:
-    match = re.search(r"<opensearch\.version>([^<]+)</opensearch\.version>", POM.read_text())
-    if not match:
-        raise EngineError(f"no <opensearch.version> in {POM}")
-    return match.group(1).strip()
+    return OPENSEARCH.version()
 
 
-def distribution_home() -> Path:
-    return ENGINE_DIR / "target" / f"opensearch-{opensearch_version()}"
+def distribution_home(flavour: Flavour = OPENSEARCH) -> Path:
+    return flavour.home()
 
 
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _inputs_digest() -> str:
+def _inputs_digest(flavour: Flavour) -> str:
     """A digest of what Maven builds from, so an edited pom or descriptor triggers a rebuild."""
     digest = hashlib.sha256()
-    inputs = [POM, *(p for p in (ENGINE_DIR / "modules").rglob("*") if p.is_file())]
+    inputs = [flavour.pom, *(p for p in (flavour.directory / "modules").rglob("*") if p.is_file())]
     for path in sorted(inputs):
         digest.update(str(path.relative_to(ENGINE_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def build(quiet: bool = True) -> Path:
-    """Have Maven put the engine together in engine/target unless it is there; return its home."""
-    home = distribution_home()
-    target = ENGINE_DIR / "target"
-    stamp = target / f".built-{_inputs_digest()}"
-    if stamp.exists() and (home / "bin" / "opensearch").exists():
+def build(quiet: bool = True, flavour: Flavour = OPENSEARCH) -> Path:
+    """Have Maven put the engine together in its target/ unless it is there; return its home."""
+    home = flavour.home()
+    launcher = home / "bin" / flavour.name
+    target = flavour.directory / "target"
+    stamp = target / f".built-{_inputs_digest(flavour)}"
+    if stamp.exists() and launcher.exists():
         return home
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -75,14 +115,14 @@ def build(quiet: bool = True) -> Path:
     # Two test sessions in one checkout must not build over each other.
     with open(target / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and (home / "bin" / "opensearch").exists():
+        if stamp.exists() and launcher.exists():
             return home
         for old in target.iterdir():
             if old.is_dir():
                 shutil.rmtree(old)
             elif old.name != ".build.lock":
                 old.unlink()
-        cmd = [mvn, "-B", "-f", str(POM), "package"]
+        cmd = [mvn, "-B", "-f", str(flavour.pom), "package"]
         if quiet:
             cmd.insert(2, "-q")
         try:
@@ -91,15 +131,15 @@ def build(quiet: bool = True) -> Path:
             )
         except subprocess.TimeoutExpired as exc:
             raise EngineError(f"{' '.join(cmd)} took longer than {BUILD_TIMEOUT:.0f}s") from exc
-        if done.returncode != 0 or not (home / "bin" / "opensearch").exists():
+        if done.returncode != 0 or not launcher.exists():
             output = _tail((done.stdout or "") + (done.stderr or ""))
             raise EngineError(f"{' '.join(cmd)} exited {done.returncode}:\n{output}")
         stamp.touch()
     return home
 
 
-def java_home() -> Path:
-    for var in ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"):
+def java_home(flavour: Flavour = OPENSEARCH) -> Path:
+    for var in (f"{flavour.env}_JAVA_HOME", "JAVA_HOME"):
         if os.environ.get(var):
             return Path(os.environ[var])
     java = shutil.which("java")
@@ -171,7 +211,9 @@ def _jvm_options(source: str, run_dir: Path) -> str:
 class Engine:
     """One node: ``start()`` returns once the cluster is yellow or green, ``stop()`` leaves nothing."""
 
-    def __init__(self, port: int | None = None, heap: str = HEAP) -> None:
+    def __init__(self, port: int | None = None, heap: str = HEAP,
+                 flavour: Flavour = OPENSEARCH) -> None:
+        self.flavour = flavour
         self.port = port
         self.chosen_port = port is None
         self.heap = heap
@@ -196,7 +238,7 @@ class Engine:
 
     def start(self, timeout: float = START_TIMEOUT) -> Engine:
         began = time.monotonic()
-        home = build()
+        home = build(flavour=self.flavour)
         for attempt in (1, 2):
             try:
                 self._launch(home)
@@ -232,7 +274,8 @@ class Engine:
             # No /tmp/hsperfdata_* files from the node's JVM.
             f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-UsePerfData\n"
         )
-        (conf / "opensearch.yml").write_text(
+        flavour = self.flavour
+        (conf / f"{flavour.name}.yml").write_text(
             "cluster.name: eventtrail-engine\n"
             "node.name: eventtrail-engine\n"
             "discovery.type: single-node\n"
@@ -241,10 +284,9 @@ class Engine:
             f"transport.port: {free_port()}\n"
             f"path.data: {run / 'data'}\n"
             f"path.logs: {run / 'logs'}\n"
-            # One node holds no replica: indices made without our template stay green too.
-            "cluster.default_number_of_replicas: 0\n"
             # A nearly full developer disk must not stop shards from being allocated.
             "cluster.routing.allocation.disk.threshold_enabled: false\n"
+            + flavour.settings
         )
         # setpriv's parent-death signal stops the node if this Python process dies unannounced.
         command = ["setpriv", "--pdeathsig", "TERM"]
@@ -253,18 +295,19 @@ class Engine:
             shutil.chown(run, user.pw_uid, user.pw_gid)
             for path in run.rglob("*"):
                 os.chown(path, user.pw_uid, user.pw_gid)
-            if not self._readable_by(user, home):
+            if not self._readable_by(user, home, flavour):
                 # A checkout under /root is closed to other users: run a private copy.
                 home = Path(shutil.copytree(home, run / "home", symlinks=True))
             command += [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
-        command += ["--", str(home / "bin" / "opensearch")]
+        command += ["--", str(home / "bin" / flavour.name)]
         env = dict(os.environ)
-        env.update(
-            JAVA_HOME=str(java_home()),
-            OPENSEARCH_PATH_CONF=str(conf),
-            OPENSEARCH_TMPDIR=str(run / "tmp"),
-        )
-        env.pop("OPENSEARCH_JAVA_OPTS", None)
+        env.update({
+            "JAVA_HOME": str(java_home(flavour)),
+            f"{flavour.env}_JAVA_HOME": str(java_home(flavour)),
+            f"{flavour.env}_PATH_CONF": str(conf),
+            f"{flavour.env}_TMPDIR": str(run / "tmp"),
+        })
+        env.pop(f"{flavour.env}_JAVA_OPTS", None)
         with open(run / "logs" / "console.log", "wb") as log:
             self.process = subprocess.Popen(
                 command,
@@ -278,7 +321,7 @@ class Engine:
         atexit.register(self.stop)
 
     @staticmethod
-    def _readable_by(user: pwd.struct_passwd, home: Path) -> bool:
+    def _readable_by(user: pwd.struct_passwd, home: Path, flavour: Flavour) -> bool:
         probe = subprocess.run(
             [
                 "setpriv",
@@ -288,10 +331,10 @@ class Engine:
                 "--",
                 "test",
                 "-x",
-                str(home / "bin" / "opensearch"),
+                str(home / "bin" / flavour.name),
                 "-a",
                 "-r",
-                str(home / "lib" / f"opensearch-{opensearch_version()}.jar"),
+                str(home / "lib" / f"{flavour.name}-{flavour.version()}.jar"),
             ],
             capture_output=True,
             check=False,
@@ -360,16 +403,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=9200, help="HTTP port (0: any free one)")
     parser.add_argument("--heap", default=HEAP, help="fixed JVM heap, e.g. 512m or 1g")
+    parser.add_argument("--engine", choices=sorted(FLAVOURS), default=OPENSEARCH.name,
+                        help="which engine (default: opensearch)")
     args = parser.parse_args(argv)
+    flavour = FLAVOURS[args.engine]
     # A polite kill stops the node and removes its data just as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print(f"building (if needed) with Maven: {POM}", flush=True)
-    build(quiet=False)
-    engine = Engine(port=args.port or None, heap=args.heap)
+    print(f"building (if needed) with Maven: {flavour.pom}", flush=True)
+    build(quiet=False, flavour=flavour)
+    engine = Engine(port=args.port or None, heap=args.heap, flavour=flavour)
     try:
         engine.start()
         print(
-            f"OpenSearch {opensearch_version()} ready at {engine.url} in "
+            f"{flavour.label} ready at {engine.url} in "
             f"{engine.started_in:.1f}s (log: {engine.console_log}); Ctrl-C stops it",
             flush=True,
         )

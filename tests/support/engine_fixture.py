@@ -1,27 +1,52 @@
-"""The session fixture `engine`: one real OpenSearch, started when a test first asks for it."""
+"""Session fixtures for the real engines, each started when a test first asks for it:
+`engine` (OpenSearch 2.19) and `elasticsearch_engine` (Elasticsearch 8.7.1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from elasticsearch import Elasticsearch
 from tests.support import es_adapter
-from tests.support.engine import Engine, EngineError
+from tests.support.engine import ELASTICSEARCH, OPENSEARCH, Engine, EngineError, Flavour
+
+# Per engine: the client's node class (the adapter), and the template adapter.
+ADAPTERS: dict[str, tuple[type, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    OPENSEARCH.name: (es_adapter.OpenSearchCompatNode, es_adapter.opensearch_template),
+    ELASTICSEARCH.name: (es_adapter.Elasticsearch8Node, es_adapter.elasticsearch8_template),
+}
+ENGINE_FIXTURES = ("engine", "elasticsearch_engine")
 
 
 @dataclass
 class RunningEngine:
-    """What a test gets: the node's URL, a ready client, and a way to wipe what tests made."""
+    """What a test gets: the node's URL, a ready client, the engine's adapters, and a way to
+    wipe what tests made."""
 
     url: str
     client: Elasticsearch
     node: Engine
 
+    @property
+    def name(self) -> str:
+        return self.node.flavour.name
+
+    @property
+    def node_class(self) -> type:
+        """For ELASTICSEARCH_OPTIONS: how the store's own client reaches this engine."""
+        return ADAPTERS[self.name][0]
+
+    def template(self, template: dict[str, Any]) -> dict[str, Any]:
+        """Our Elasticsearch 9 template as this engine takes it."""
+        return ADAPTERS[self.name][1](template)
+
     def reset(self) -> None:
         """Delete every data stream, index and composable template that tests created."""
-        self.client.indices.delete_data_stream(name="*")
+        # Elasticsearch 8.7.1 here has no data stream API (405); its "streams" are indices.
+        self.client.options(ignore_status=405).indices.delete_data_stream(name="*")
         self.client.indices.delete(
             index="*", expand_wildcards="open,closed", ignore_unavailable=True
         )
@@ -33,24 +58,32 @@ class RunningEngine:
 def pytest_collection_modifyitems(items):
     """Mark every test that uses the engine, directly or through a fixture, with ``engine``."""
     for item in items:
-        if "engine" in getattr(item, "fixturenames", ()):
+        if set(ENGINE_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
 
 
-@pytest.fixture(scope="session")
-def engine():
-    """A running engine for the whole session; a test that needs it fails if it cannot start.
-
-    It never skips, in CI (CI=true) or not: a missing engine must show as a failure.
-    """
-    node = Engine()
+def _running(flavour: Flavour):
+    node = Engine(flavour=flavour)
     try:
         node.start()
     except EngineError as exc:
-        pytest.fail(f"the search engine could not start: {exc}", pytrace=False)
-    client = es_adapter.client(node.url)
+        pytest.fail(f"{flavour.name} could not start: {exc}", pytrace=False)
+    client = es_adapter.client(node.url, node_class=ADAPTERS[flavour.name][0])
     try:
         yield RunningEngine(url=node.url, client=client, node=node)
     finally:
         client.close()
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A running OpenSearch for the whole session; a test that needs it fails if it cannot
+    start. It never skips, in CI (CI=true) or not: a missing engine must show as a failure."""
+    yield from _running(OPENSEARCH)
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_engine():
+    """A running Elasticsearch 8.7.1 for the whole session, under the same rules."""
+    yield from _running(ELASTICSEARCH)
