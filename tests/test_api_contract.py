@@ -39,7 +39,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
 from tests.support import api_events, pg_fixture
-from tests.support.es_adapter import OpenSearchCompatNode, opensearch_template
 
 pytestmark = pytest.mark.django_db(databases=["default", "events"])
 DATA_STREAM = "logs-eventtrail-apitest"
@@ -81,15 +80,15 @@ def documents(django_db_setup, django_db_blocker) -> Iterator[list[dict[str, Any
         User.objects.filter(pk__in=created_users).delete()
 
 
-def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
+def load_stream(engine: Any, documents: list[dict[str, Any]]) -> None:
     """(Re)create this suite's data stream holding the fixture events."""
-    template = opensearch_template(
-        schema.index_template(DATA_STREAM, ilm_policy=None, priority=777)
-    )
+    client = engine.client
+    template = engine.template(schema.index_template(DATA_STREAM, ilm_policy=None, priority=777))
     # Only this suite's stream: other tests' templates and streams are left as they are.
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-apitest", **template)
-    client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
+    client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=DATA_STREAM)
+    client.options(ignore_status=404).indices.delete(index=DATA_STREAM)  # 8.7.1: an index
     operations: list[dict[str, Any]] = []
     for doc in documents:
         operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
@@ -100,8 +99,14 @@ def load_stream(client: Any, documents: list[dict[str, Any]]) -> None:
 
 @pytest.fixture(scope="module")
 def es_data(engine, documents) -> Any:
-    load_stream(engine.client, documents)
+    load_stream(engine, documents)
     return engine
+
+
+@pytest.fixture(scope="module")
+def es87_data(elasticsearch_engine, documents) -> Any:
+    load_stream(elasticsearch_engine, documents)
+    return elasticsearch_engine
 
 
 @pytest.fixture(scope="module")
@@ -123,18 +128,22 @@ def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
             ],
         ),
         pytest.param("elasticsearch", marks=pytest.mark.engine),
+        pytest.param("elasticsearch-8.7", marks=pytest.mark.engine),
     ],
 )
 def contract_backend(request, documents) -> dict[str, Any]:
     """Module-wide, so each store's data is loaded once, outside any test's transaction."""
     if request.param == "postgresql":
         return {"STORE": "database", "DATABASE_ALIAS": request.getfixturevalue("postgres_alias")}
-    if request.param == "elasticsearch":
+    if request.param.startswith("elasticsearch"):
+        # The store against OpenSearch 2.19 ("elasticsearch") and Elasticsearch 8.7.1.
+        data = request.getfixturevalue("es87_data" if request.param.endswith("8.7") else "es_data")
         return {
             "STORE": "elasticsearch",
-            "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_data").url],
+            "ELASTICSEARCH_HOSTS": [data.url],
             "DATA_STREAM": DATA_STREAM,
-            "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode},
+            "ELASTICSEARCH_OPTIONS": {"node_class": data.node_class},
+            "_engine": data,
         }
     return {"STORE": "database"}
 
@@ -143,12 +152,12 @@ def contract_backend(request, documents) -> dict[str, Any]:
 def contract_store(request, contract_backend, settings, documents) -> str:
     if contract_backend["STORE"] == "elasticsearch":
         # Other suites reset the shared engine between modules; reload if ours was wiped.
-        client = request.getfixturevalue("es_data").client
-        if not client.indices.exists(index=DATA_STREAM):
-            load_stream(client, documents)
+        engine = contract_backend["_engine"]
+        if not engine.client.indices.exists(index=DATA_STREAM):
+            load_stream(engine, documents)
     settings.EVENTTRAIL = {
         **settings.EVENTTRAIL,
-        **contract_backend,
+        **{k: v for k, v in contract_backend.items() if not k.startswith("_")},
         "MODERATED_COMMUNITIES": "tests.test_api_contract.moderated",
         "API_THROTTLE_RATE": "100000/min",
     }
@@ -752,7 +761,10 @@ def test_each_store_answers_from_its_own_backend(contract_store, contract_backen
         assert connections[chosen.alias].vendor == "sqlite"  # type: ignore[attr-defined]
     else:
         info = chosen.client.info()  # type: ignore[attr-defined]
-        assert info["version"]["distribution"] == "opensearch"
+        if contract_backend["_engine"].name == "opensearch":
+            assert info["version"]["distribution"] == "opensearch"
+        else:
+            assert info["version"]["number"] == "8.7.1" and "distribution" not in info["version"]
 
 
 # --- robustness -------------------------------------------------------------------------------
