@@ -20,7 +20,6 @@ from eventtrail.stores.database import reset_rollups
 
 from tests.support import analytics_data as data
 from tests.support import pg_fixture
-from tests.support.es_adapter import OpenSearchCompatNode, opensearch_template
 
 DATA_STREAM = "logs-eventtrail-analyticstest"
 PG_ALIAS = "analytics_pg"
@@ -81,21 +80,32 @@ def hidden_draft_case() -> dict[str, Any]:
             "shown": str(shown.pk), "shown_title": shown.title}
 
 
-@pytest.fixture(scope="module")
-def es_history(engine, history) -> str:
+def load_history(engine: Any, history: dict[str, Any]) -> Any:
+    """The history's documents in this suite's data stream on ``engine`` (a plain index on
+    Elasticsearch 8.7.1, which has no data stream API)."""
     client = engine.client
-    template = opensearch_template(schema.index_template(DATA_STREAM, ilm_policy=None,
-                                                         priority=778))
+    template = engine.template(schema.index_template(DATA_STREAM, ilm_policy=None, priority=778))
     template["index_patterns"] = [DATA_STREAM]
     client.indices.put_index_template(name="eventtrail-analyticstest", **template)
-    client.options(ignore_status=404).indices.delete_data_stream(name=DATA_STREAM)
+    client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=DATA_STREAM)
+    client.options(ignore_status=404).indices.delete(index=DATA_STREAM)
     operations: list[dict[str, Any]] = []
     for doc in history["documents"]:
         operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
         operations.append(doc)
     result = client.bulk(operations=operations, refresh=True)
     assert not result["errors"]
-    return engine.url
+    return engine
+
+
+@pytest.fixture(scope="module")
+def es_history(engine, history) -> Any:
+    return load_history(engine, history)
+
+
+@pytest.fixture(scope="module")
+def es87_history(elasticsearch_engine, history) -> Any:
+    return load_history(elasticsearch_engine, history)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +121,7 @@ def pg_history(django_db_blocker, history) -> Iterator[str]:
     pytest.param("postgresql", marks=[
         pytest.mark.postgres, pytest.mark.django_db(databases=["default", "events", PG_ALIAS])]),
     pytest.param("elasticsearch", marks=pytest.mark.engine),
+    pytest.param("elasticsearch-8.7", marks=pytest.mark.engine),
 ])
 def backend(request, history) -> dict[str, Any]:
     """Module-wide, so a store's data (and the PostgreSQL alias) exist before any test's
@@ -118,11 +129,13 @@ def backend(request, history) -> dict[str, Any]:
     if request.param == "postgresql":
         return {"name": "postgresql", "STORE": "database",
                 "DATABASE_ALIAS": request.getfixturevalue("pg_history")}
-    if request.param == "elasticsearch":
-        return {"name": "elasticsearch", "STORE": "elasticsearch",
-                "ELASTICSEARCH_HOSTS": [request.getfixturevalue("es_history")],
-                "DATA_STREAM": DATA_STREAM,
-                "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode}}
+    if request.param.startswith("elasticsearch"):
+        # The store against OpenSearch 2.19 ("elasticsearch") and Elasticsearch 8.7.1.
+        engine = request.getfixturevalue("es87_history" if request.param.endswith("8.7")
+                                         else "es_history")
+        return {"name": request.param, "STORE": "elasticsearch",
+                "ELASTICSEARCH_HOSTS": [engine.url], "DATA_STREAM": DATA_STREAM,
+                "ELASTICSEARCH_OPTIONS": {"node_class": engine.node_class}}
     return {"name": "database", "STORE": "database"}
 
 
