@@ -44,7 +44,9 @@ def test_delivery_benchmark_prints_its_tables():
               "--memory-events", "2000", "--sweep-seconds", "0.3", "--shutdown-events", "300")
     throughput = rows(out, "(i) Sustained throughput")
     assert [row[0] for row in throughput] == ["logstash-tcp", "logstash-http"]
-    assert all(row[-1] == "yes" and row[7] == "0" for row in throughput)  # each once, none bad
+    # Each once, none bad: events put == documents received == distinct ids.
+    assert all(row[-1] == "yes" and row[8] == "0" and row[5] == row[6] == row[7]
+               for row in throughput), throughput
     theirs = rows(out, "(ii) python-logstash-async")
     assert [(row[0], row[2], row[3]) for row in theirs] == [
         ("defaults", "120", "120"), ("close-wait 0", "120", "120")]
