@@ -28,14 +28,16 @@ def rows(out, title):
 
 
 def test_capture_benchmark_prints_its_tables():
-    out = run("capture.py", "--rounds", "1", "--requests", "20", "--warmup", "5")
+    out = run("capture.py", "--rounds", "1", "--requests", "20", "--warmup", "5",
+              "--sessions", "7")
     for mode in ("anonymous", "logged in"):
         table = rows(out, f"{mode}: per request")
         assert [row[0][:3] for row in table] == ["(a)", "(b)", "(c)"]
         assert [row[1] for row in table] == ["20", "20", "20"]
-    assert out.count("Checks: our sink received 25 events for 25 (b) requests; easy-audit wrote "
+    assert out.count("Checks: the receiver got 25 events for 25 (b) requests; easy-audit wrote "
                      "25 RequestEvent rows") == 2
-    assert [row[0] for row in rows(out, "EventTrail's added median latency")] == [
+    assert "cycle through 7 users" in out
+    assert [row[0] for row in rows(out, "Event Trail's added cost per request")] == [
         "anonymous", "logged in"]
 
 
