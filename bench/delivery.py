@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import socket
 import sys
 import time
@@ -187,10 +188,22 @@ def ours(kind: str, var_dir: Path, seconds: float) -> dict[str, Any]:
 # --- (ii) python-logstash-async's own handler with its SQLite store ----------------------------
 
 
-def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, events: int,
+# Their settings, fairly tuned: batches of 500 as ours, no wait for the socket buffer to drain
+# (as our TCP transport), and their database on a RAM disk. Their SQLite store commits with
+# an fsync each time (a rollback journal, synchronous=FULL, a connection per event); ours is WAL
+# with synchronous=NORMAL, which survives a process crash without an fsync per commit. A RAM disk
+# takes their fsync away; it survives a process crash too (an OS crash loses it, where ours keeps
+# all but the last transactions).
+TUNED = {"QUEUED_EVENTS_BATCH_SIZE": 500, "QUEUED_EVENTS_FLUSH_COUNT": 500,
+         "SOCKET_CLOSE_WAIT_TIMEOUT": 0.0}
+RAM_DISK = Path("/dev/shm")
+
+
+def theirs(label: str, settings: dict[str, Any], receiver: Any, db_dir: Path, events: int,
            cap: float) -> dict[str, Any]:
     """Log ``events`` records at once through AsynchronousLogstashHandler(database_path=...),
-    then time until the receiver has them all (or ``cap`` seconds pass)."""
+    with their ``constants`` set to ``settings`` (the rest at the library's defaults), then time
+    until the receiver has them all (or ``cap`` seconds pass)."""
     import sqlite3
 
     from eventtrail.build import prepare
@@ -198,10 +211,9 @@ def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, e
     from logstash_async.formatter import LogstashFormatter
     from logstash_async.handler import AsynchronousLogstashHandler
 
-    # Our TCP sink sets this process-wide; "defaults" means the library's own class default.
-    constants.SOCKET_CLOSE_WAIT_TIMEOUT = (
-        Constants.SOCKET_CLOSE_WAIT_TIMEOUT if close_wait is None else close_wait
-    )
+    # Process-wide in their library: the class defaults, then this run's settings.
+    for name in ("SOCKET_CLOSE_WAIT_TIMEOUT", *TUNED):
+        setattr(constants, name, settings.get(name, getattr(Constants, name)))
     records = []
     stream = _common.drafts(SEED + 1)
     for _ in range(events):
@@ -211,7 +223,7 @@ def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, e
         message = doc.pop("message")
         doc.pop("@timestamp")  # theirs stamps its own
         records.append((message, doc))
-    db_path = var_dir / f"theirs-{label}.sqlite"
+    db_path = db_dir / f"eventtrail-bench-theirs-{os.getpid()}-{label.replace(' ', '-')}.sqlite"
     handler = AsynchronousLogstashHandler("127.0.0.1", receiver.port, database_path=str(db_path))
     handler.setFormatter(LogstashFormatter())
     log = logging.getLogger(f"bench.theirs.{label}")
@@ -249,6 +261,8 @@ def theirs(label: str, close_wait: float | None, receiver: Any, var_dir: Path, e
             db.close()
     log.removeHandler(handler)
     handler.close()
+    for suffix in ("", "-journal"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     elapsed = (done_at - start) if got else (time.monotonic() - start)
     return {
         "label": label,
@@ -439,8 +453,11 @@ def throughput(args: argparse.Namespace, var_dir: Path) -> None:
     http = ours("http", var_dir, args.seconds)
     receiver = _common.ReceiverProcess("tcp")
     their_size = their_doc_size()
-    mine = [theirs("defaults", None, receiver, var_dir, args.their_events, args.their_cap),
-            theirs("close-wait 0", 0, receiver, var_dir, args.their_events, args.their_cap)]
+    ram = RAM_DISK if RAM_DISK.is_dir() else var_dir
+    mine = [theirs("defaults", {}, receiver, var_dir, args.their_events, args.their_cap),
+            theirs("close-wait 0", {"SOCKET_CLOSE_WAIT_TIMEOUT": 0.0}, receiver, var_dir,
+                   args.their_events, args.their_cap),
+            theirs("tuned", TUNED, receiver, ram, args.their_events, args.their_cap)]
     receiver.stop()
 
     print(_common.table(
@@ -479,12 +496,15 @@ def throughput(args: argparse.Namespace, var_dir: Path) -> None:
     ))
     print(f"\nTheirs: {args.their_events:,} records logged at once, timed from the first log call "
           "until the receiver had them all (their worker only sends once its queue is empty, "
-          "so a continuous feed faster than it inserts would deliver nothing).")
+          "so a continuous feed faster than it inserts would deliver nothing). Tuned: "
+          + ", ".join(f"{k} = {v:g}" for k, v in TUNED.items())
+          + f", database in {ram} (a RAM disk: no fsync per commit, as our WAL with "
+          "synchronous=NORMAL has none; it survives a process crash, an OS crash loses it).")
     print(_common.table(
-        "Ratio, same run (target: ours >= 20,000 events/s and >= 20x their SQLite handler)",
-        ["ours", "events/s", "x theirs (defaults)", "x theirs (close-wait 0)", ">= 20,000/s"],
+        "Ratio, same run: ours against theirs at its defaults and fairly tuned (the fair figure)",
+        ["ours", "events/s", "x theirs (defaults)", "x theirs (tuned)", ">= 20,000/s"],
         [[r["sink"], r["rate"], f"{r['rate'] / max(mine[0]['rate'], 1e-9):.1f}x",
-          f"{r['rate'] / max(mine[1]['rate'], 1e-9):.1f}x", "yes" if r["rate"] >= 20_000 else "no"]
+          f"{r['rate'] / max(mine[2]['rate'], 1e-9):.1f}x", "yes" if r["rate"] >= 20_000 else "no"]
          for r in (tcp, http)],
     ))
 

@@ -51,7 +51,7 @@ def test_delivery_benchmark_prints_its_tables():
                for row in throughput), throughput
     theirs = rows(out, "(ii) python-logstash-async")
     assert [(row[0], row[2], row[3]) for row in theirs] == [
-        ("defaults", "120", "120"), ("close-wait 0", "120", "120")]
+        ("defaults", "120", "120"), ("close-wait 0", "120", "120"), ("tuned", "120", "120")]
     assert len(rows(out, "Ratio, same run")) == 2
     memory = rows(out, "(iii) Memory")
     assert memory[0][0] == "0" and memory[-2][4] == "2,000"  # all spooled once caught up
