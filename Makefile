@@ -59,6 +59,7 @@ engine: install
 
 bench: install
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/analytics.py

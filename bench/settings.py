@@ -20,6 +20,12 @@ MIDDLEWARE_WITHOUT = [m for m in MIDDLEWARE if m != EVENTTRAIL_MIDDLEWARE]
 MIDDLEWARE_EVENTTRAIL = [*MIDDLEWARE_WITHOUT, EVENTTRAIL_MIDDLEWARE]
 MIDDLEWARE_EASYAUDIT = [*MIDDLEWARE_WITHOUT, EASYAUDIT_MIDDLEWARE]
 MIDDLEWARE = MIDDLEWARE_WITHOUT
+if "BENCH_EVENTTRAIL" in os.environ:
+    # bench/e2e.py serves the site with gunicorn, Event Trail on or off, and no easy-audit
+    # (installed, it logs every request from a signal, whatever the middleware).
+    INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "easyaudit"]
+    if os.environ["BENCH_EVENTTRAIL"] == "on":
+        MIDDLEWARE = MIDDLEWARE_EVENTTRAIL
 
 # Only warnings: a log line per request or per retry would be measured too.
 LOGGING = {**LOGGING, "root": {**LOGGING["root"], "level": "WARNING"}}

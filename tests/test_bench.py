@@ -62,3 +62,12 @@ def test_delivery_benchmark_prints_its_tables():
         ("logstash-tcp", "refused"), ("logstash-tcp", "blackhole"),
         ("logstash-http", "refused"), ("logstash-http", "blackhole")]
     assert stops[0][4] == "300" and stops[2][4] == "300"  # refused: everything stays spooled
+
+
+def test_end_to_end_benchmark_prints_its_table():
+    out = run("e2e.py", "--rounds", "1", "--seconds", "0.5", "--clients", "2")
+    table = rows(out, "On and off, interleaved")
+    assert [(row[0], row[1]) for row in table] == [
+        ("trivial view", "off"), ("trivial view", "on"), ("trivial view", "on / off"),
+        ("community page", "off"), ("community page", "on"), ("community page", "on / off")]
+    assert out.count("requests with Event Trail on (warm-ups and start-up probes included)") == 2
