@@ -58,11 +58,11 @@ engine: install
 	$(BIN)/python -m tests.support.engine
 
 bench: install
-	$(BIN)/python bench/capture.py
-	$(BIN)/python bench/e2e.py
-	$(BIN)/python bench/delivery.py
-	$(BIN)/python bench/api.py
-	$(BIN)/python bench/analytics.py
+	@for script in capture e2e delivery api analytics; do \
+	  echo "load average before $$script.py: $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	  $(BIN)/python bench/$$script.py || exit 1; \
+	  echo "load average after $$script.py: $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	done
 
 up:
 	$(PYTHON) scripts/make_env.py
