@@ -1,6 +1,7 @@
 """Sinks: where the worker sends batches. Logstash transports come from python-logstash-async."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -255,9 +256,11 @@ class DatabaseSink:
             nested = json.loads(doc)
             flat = enrich(schema.flatten(nested))
             rows.append(StoredEvent.from_flat(flat, schema.unflatten(flat)))
-        # Inside forksafe.native: a fork mid-insert would leave the driver's (SQLite's) process-
-        # wide mutexes locked in the child.
-        with native:
+        # SQLite inside forksafe.native: a fork mid-insert would leave its process-wide mutexes
+        # locked in the child. Not PostgreSQL: libpq holds no such lock during a query, and a
+        # query hung on a lost network must not hold up every fork (a gunicorn master's).
+        sqlite = connections[self.alias].vendor == "sqlite"
+        with native if sqlite else contextlib.nullcontext():
             try:
                 StoredEvent.objects.using(self.alias).bulk_create(
                     rows, ignore_conflicts=True, batch_size=500
@@ -272,5 +275,5 @@ class DatabaseSink:
     def close(self) -> None:
         from django.db import connections
 
-        with native:
+        with native if connections[self.alias].vendor == "sqlite" else contextlib.nullcontext():
             connections[self.alias].close()
