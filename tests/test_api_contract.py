@@ -82,19 +82,7 @@ def documents(django_db_setup, django_db_blocker) -> Iterator[list[dict[str, Any
 
 def load_stream(engine: Any, documents: list[dict[str, Any]]) -> None:
     """(Re)create this suite's data stream holding the fixture events."""
-    client = engine.client
-    template = engine.template(schema.index_template(DATA_STREAM, ilm_policy=None, priority=777))
-    # Only this suite's stream: other tests' templates and streams are left as they are.
-    template["index_patterns"] = [DATA_STREAM]
-    client.indices.put_index_template(name="eventtrail-apitest", **template)
-    client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=DATA_STREAM)
-    client.options(ignore_status=404).indices.delete(index=DATA_STREAM)  # 8.7.1: an index
-    operations: list[dict[str, Any]] = []
-    for doc in documents:
-        operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
-        operations.append(doc)
-    result = client.bulk(operations=operations, refresh=True)
-    assert not result["errors"]
+    engine.load_stream(DATA_STREAM, documents, template="eventtrail-apitest", priority=777)
 
 
 @pytest.fixture(scope="module")

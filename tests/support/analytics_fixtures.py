@@ -13,7 +13,6 @@ from community.seed import seed
 from community.states import PUBLIC_STATES
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from eventtrail import schema
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
 from eventtrail.stores.database import reset_rollups
@@ -81,20 +80,9 @@ def hidden_draft_case() -> dict[str, Any]:
 
 
 def load_history(engine: Any, history: dict[str, Any]) -> Any:
-    """The history's documents in this suite's data stream on ``engine`` (a plain index on
-    Elasticsearch 8.7.1, which has no data stream API)."""
-    client = engine.client
-    template = engine.template(schema.index_template(DATA_STREAM, ilm_policy=None, priority=778))
-    template["index_patterns"] = [DATA_STREAM]
-    client.indices.put_index_template(name="eventtrail-analyticstest", **template)
-    client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=DATA_STREAM)
-    client.options(ignore_status=404).indices.delete(index=DATA_STREAM)
-    operations: list[dict[str, Any]] = []
-    for doc in history["documents"]:
-        operations.append({"create": {"_index": DATA_STREAM, "_id": doc["event"]["id"]}})
-        operations.append(doc)
-    result = client.bulk(operations=operations, refresh=True)
-    assert not result["errors"]
+    """The history's documents in this suite's data stream on ``engine``."""
+    engine.load_stream(DATA_STREAM, history["documents"], template="eventtrail-analyticstest",
+                       priority=778)
     return engine
 
 

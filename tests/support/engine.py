@@ -79,14 +79,6 @@ ELASTICSEARCH = Flavour("elasticsearch", ENGINE_DIR / "elasticsearch", "ES",
 FLAVOURS = {f.name: f for f in (OPENSEARCH, ELASTICSEARCH)}
 
 
-def opensearch_version() -> str:
-    return OPENSEARCH.version()
-
-
-def distribution_home(flavour: Flavour = OPENSEARCH) -> Path:
-    return flavour.home()
-
-
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from eventtrail import schema
 
 from elasticsearch import Elasticsearch
 from tests.support import es_adapter
@@ -42,6 +43,23 @@ class RunningEngine:
     def template(self, template: dict[str, Any]) -> dict[str, Any]:
         """Our Elasticsearch 9 template as this engine takes it."""
         return ADAPTERS[self.name][1](template)
+
+    def load_stream(self, name: str, documents: list[dict[str, Any]], *, template: str,
+                    priority: int) -> None:
+        """(Re)create the data stream ``name`` holding ``documents`` (a plain index on
+        Elasticsearch 8.7.1, which has no data stream API), under a template of its own; other
+        tests' templates and streams are left as they are."""
+        body = self.template(schema.index_template(name, ilm_policy=None, priority=priority))
+        body["index_patterns"] = [name]
+        self.client.indices.put_index_template(name=template, **body)
+        self.client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=name)
+        self.client.options(ignore_status=404).indices.delete(index=name)
+        operations: list[dict[str, Any]] = []
+        for doc in documents:
+            operations.append({"create": {"_index": name, "_id": doc["event"]["id"]}})
+            operations.append(doc)
+        result = self.client.bulk(operations=operations, refresh=True)
+        assert not result["errors"]
 
     def reset(self) -> None:
         """Delete every data stream, index and composable template that tests created."""

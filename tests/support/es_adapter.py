@@ -23,12 +23,11 @@ def plain_media_type(value: str) -> str:
     return _COMPAT_MEDIA_TYPE.sub(r"application/\1", value)
 
 
-class OpenSearchCompatNode(Urllib3HttpNode):
-    """An HTTP node that speaks plain JSON to OpenSearch and vouches for it to the client.
+class _MediaTypeNode(Urllib3HttpNode):
+    """An HTTP node that rewrites the Accept and Content-Type the 9.x client sends."""
 
-    The client refuses any 2xx answer without ``X-Elastic-Product: Elasticsearch``; the node adds
-    it. Nothing else changes: bodies, paths, errors and warnings reach the client as sent.
-    """
+    def media_type(self, value: str) -> str:
+        raise NotImplementedError
 
     def perform_request(  # type: ignore[override]
         self, method: str, target: str, body: bytes | None = None,
@@ -38,8 +37,22 @@ class OpenSearchCompatNode(Urllib3HttpNode):
         merged.update(headers or {})
         for name in ("accept", "content-type"):
             if name in merged:
-                merged[name] = plain_media_type(merged[name])
-        response = super().perform_request(method, target, body=body, headers=merged, **kwargs)
+                merged[name] = self.media_type(merged[name])
+        return super().perform_request(method, target, body=body, headers=merged, **kwargs)
+
+
+class OpenSearchCompatNode(_MediaTypeNode):
+    """An HTTP node that speaks plain JSON to OpenSearch and vouches for it to the client.
+
+    The client refuses any 2xx answer without ``X-Elastic-Product: Elasticsearch``; the node adds
+    it. Nothing else changes: bodies, paths, errors and warnings reach the client as sent.
+    """
+
+    def media_type(self, value: str) -> str:
+        return plain_media_type(value)
+
+    def perform_request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().perform_request(*args, **kwargs)
         marked = HttpHeaders(response.meta.headers)
         marked["x-elastic-product"] = "Elasticsearch"
         return response._replace(meta=dataclasses.replace(response.meta, headers=marked))
@@ -82,21 +95,29 @@ def opensearch_template(template: dict[str, Any]) -> dict[str, Any]:
       OpenSearch's has none by default, and then cannot sort or aggregate on it.
     Anything else passes through unchanged, so a new Elasticsearch-only key fails loudly.
     """
-    out = copy.deepcopy(template)
-    body = out.get("template", {})
-    for key in ES_ONLY_TEMPLATE_KEYS:
-        body.pop(key, None)
-    if "settings" in body:
-        body["settings"] = {
-            name: value
-            for name, value in _flat_settings(body["settings"]).items()
-            if not any(name.startswith(prefix) for prefix in ES_ONLY_SETTINGS)
-        }
+    out, body = _without(template, ES_ONLY_TEMPLATE_KEYS, ES_ONLY_SETTINGS)
     mappings = body.get("mappings", {})
     for key in ES_ONLY_MAPPING_KEYS:
         mappings.pop(key, None)
     _adapt_fields(mappings.get("properties", {}))
     return out
+
+
+def _without(template: dict[str, Any], keys: dict[str, str], setting_prefixes: dict[str, str]
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A copy of ``template`` without ``keys`` (at the top or in its ``template``) and with its
+    settings flat, less those under ``setting_prefixes``; and the copy's ``template`` body."""
+    out = copy.deepcopy(template)
+    body = out.get("template", {})
+    for key in keys:
+        body.pop(key, None)
+        out.pop(key, None)
+    if "settings" in body:
+        body["settings"] = {
+            name: value for name, value in _flat_settings(body["settings"]).items()
+            if not any(name.startswith(prefix) for prefix in setting_prefixes)
+        }
+    return out, body
 
 
 def _flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,35 +169,18 @@ ES87_MISSING_TEMPLATE_KEYS = {
 }
 
 
-class Elasticsearch8Node(Urllib3HttpNode):
+class Elasticsearch8Node(_MediaTypeNode):
     """The 9.x client asks for ``compatible-with=9``, which 8.7.1 refuses ("Accept version must
     be either version 8 or 7"): ask for 8. Nothing else changes."""
 
-    def perform_request(  # type: ignore[override]
-        self, method: str, target: str, body: bytes | None = None,
-        headers: HttpHeaders | None = None, **kwargs: Any,
-    ) -> Any:  # fmt: skip
-        merged = HttpHeaders(self._headers)
-        merged.update(headers or {})
-        for name in ("accept", "content-type"):
-            if name in merged:
-                merged[name] = re.sub(r"compatible-with=\d+", "compatible-with=8", merged[name])
-        return super().perform_request(method, target, body=body, headers=merged, **kwargs)
+    def media_type(self, value: str) -> str:
+        return re.sub(r"compatible-with=\d+", "compatible-with=8", value)
 
 
 def elasticsearch8_template(template: dict[str, Any]) -> dict[str, Any]:
     """A copy of an Elasticsearch 9 composable index template that 8.7.1 accepts: the keys and
     types in the ES87_* tables replaced or removed, anything else unchanged."""
-    out = copy.deepcopy(template)
-    body = out.get("template", {})
-    for key in ES87_MISSING_TEMPLATE_KEYS:
-        body.pop(key, None)
-        out.pop(key, None)
-    if "settings" in body:
-        body["settings"] = {
-            name: value for name, value in _flat_settings(body["settings"]).items()
-            if not any(name.startswith(prefix) for prefix in ES87_MISSING_SETTINGS)
-        }
+    out, body = _without(template, ES87_MISSING_TEMPLATE_KEYS, ES87_MISSING_SETTINGS)
     _es87_fields(body.get("mappings", {}).get("properties", {}))
     return out
 

@@ -1,10 +1,10 @@
 """Sinks: where the worker sends batches. Logstash transports come from python-logstash-async."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -256,11 +256,7 @@ class DatabaseSink:
             nested = json.loads(doc)
             flat = enrich(schema.flatten(nested))
             rows.append(StoredEvent.from_flat(flat, schema.unflatten(flat)))
-        # SQLite inside forksafe.native: a fork mid-insert would leave its process-wide mutexes
-        # locked in the child. Not PostgreSQL: libpq holds no such lock during a query, and a
-        # query hung on a lost network must not hold up every fork (a gunicorn master's).
-        sqlite = connections[self.alias].vendor == "sqlite"
-        with native if sqlite else contextlib.nullcontext():
+        with self._fork_guard():
             try:
                 StoredEvent.objects.using(self.alias).bulk_create(
                     rows, ignore_conflicts=True, batch_size=500
@@ -275,5 +271,13 @@ class DatabaseSink:
     def close(self) -> None:
         from django.db import connections
 
-        with native if connections[self.alias].vendor == "sqlite" else contextlib.nullcontext():
+        with self._fork_guard():
             connections[self.alias].close()
+
+    def _fork_guard(self) -> AbstractContextManager[None]:
+        """SQLite inside forksafe.native: a fork mid-call would leave its process-wide mutexes
+        locked in the child. Not PostgreSQL: libpq holds no such lock during a query, and a
+        query hung on a lost network must not hold up every fork (a gunicorn master's)."""
+        from django.db import connections
+
+        return native if connections[self.alias].vendor == "sqlite" else nullcontext()
