@@ -6,30 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
 from eventtrail import delivery
 
+from tests.support.app_process import crash_with_spooled, script
 from tests.support.receivers import TcpReceiver, free_port
-from tests.test_delivery import CHILD, FAST, drafts
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.test_delivery import FAST, drafts, tcp_spool
 
 # A server process as gunicorn or uwsgi makes one: the WSGI application is built (the middleware
 # loaded), and no request comes.
-SERVER = r"""
-import os, sys, time
-sys.path[:0] = [{app!r}, {repo!r}]
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-import django
-from django.conf import settings
-django.setup()
-from django.test import override_settings
-override_settings(EVENTTRAIL={{**settings.EVENTTRAIL, "SINK": "logstash-tcp", "SPOOL": True,
-    "SPOOL_DIR": {spool!r}, "LOGSTASH_HOSTS": ["tcp://127.0.0.1:{port}"],
-    "FLUSH_INTERVAL": 0.2, "RETRY_BACKOFF": [0.05]}}).enable()
+SERVE = r"""
 from django.core.handlers.wsgi import WSGIHandler
 application = WSGIHandler()
 print("serving", flush=True)
@@ -37,26 +25,13 @@ time.sleep(120)
 """
 
 
-def crash_with_spooled(tmp_path: Path, port: int, n: int) -> None:
-    """A worker that spooled ``n`` events while the receiver was down, then was SIGKILLed."""
-    script = CHILD.format(app=str(REPO / "app"), repo=str(REPO), spool=str(tmp_path),
-                          port=port, n=n)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "spooled"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-
-
 def test_a_server_that_starts_adopts_dead_spools_before_any_request(tmp_path):
     port = free_port()
-    crash_with_spooled(tmp_path, port, 500)
+    crash_with_spooled(tcp_spool(port, tmp_path), 500)
     receiver = TcpReceiver(port).start()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(app=str(REPO / "app"), repo=str(REPO),
-                                             spool=str(tmp_path), port=port)],
-        stdout=subprocess.PIPE, text=True)
+    config = {**tcp_spool(port, tmp_path), "FLUSH_INTERVAL": 0.2}
+    server = subprocess.Popen([sys.executable, "-c", script(config, SERVE)],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == "serving"
         # No request, so no event of its own: the dead worker's 500 arrive anyway.

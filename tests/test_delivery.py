@@ -4,8 +4,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +16,10 @@ from eventtrail.delivery.sinks import LogstashHttpSink, LogstashTcpSink
 from eventtrail.delivery.spool import MemorySpool, SqliteSpool
 from eventtrail.stats import counters
 
+from tests.support.app_process import crash_with_spooled
 from tests.support.invariant import assert_balanced
 from tests.support.receivers import Blackhole, HttpReceiver, TcpReceiver, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 FAST = {"FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05, 0.1], "SEND_TIMEOUT": 1.0}
 
 
@@ -132,40 +130,16 @@ def test_ten_thousand_events_survive_an_outage(fast, tmp_path):
     assert handoff.spool is not None
 
 
-CHILD = r"""
-import os, sys, time
-sys.path[:0] = [{app!r}, {repo!r}]
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-import django
-from django.conf import settings
-django.setup()
-from eventtrail.conf import get_config
-settings.EVENTTRAIL = {{**settings.EVENTTRAIL, "SINK": "logstash-tcp", "SPOOL": True,
-    "SPOOL_DIR": {spool!r}, "LOGSTASH_HOSTS": ["tcp://127.0.0.1:{port}"],
-    "FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05], "QUEUE_SIZE": 100000}}
-get_config.cache_clear()
-from eventtrail.capture import draft_for
-from eventtrail.delivery import handoff
-h = handoff()
-for i in range({n}):
-    h.put(draft_for("page.view", {{"url.path": "/crash/%d" % i}}))
-while h.spool is None or h.spool.count() < {n}:
-    time.sleep(0.02)
-print("spooled", flush=True)
-time.sleep(60)
-"""
+def tcp_spool(port: int, spool: Path) -> dict:
+    """EVENTTRAIL for a worker in another process: TCP to ``port``, its spool in ``spool``."""
+    return {"SINK": "logstash-tcp", "SPOOL": True, "SPOOL_DIR": str(spool),
+            "LOGSTASH_HOSTS": [f"tcp://127.0.0.1:{port}"], "FLUSH_INTERVAL": 0.02,
+            "RETRY_BACKOFF": [0.05], "QUEUE_SIZE": 100000}
 
 
 def test_a_killed_process_leaves_its_spool_for_the_next_to_adopt(fast, tmp_path):
     port = free_port()
-    script = CHILD.format(app=str(REPO / "app"), repo=str(REPO), spool=str(tmp_path),
-                          port=port, n=3000)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "spooled"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    crash_with_spooled(tcp_spool(port, tmp_path), 3000)
     assert list(tmp_path.glob("spool-*.sqlite"))
     receiver = TcpReceiver(port).start()
     adopter = Handoff(sink=LogstashTcpSink([f"tcp://127.0.0.1:{port}"]),
@@ -231,15 +205,14 @@ def test_a_blackholed_receiver_never_blocks_the_hand_off(tmp_path):
     assert left >= 1200  # what was spooled stays spooled
 
 
-@pytest.mark.real_delivery
-def test_forked_workers_deliver_each_event_once(fast, tmp_path):
-    receiver = TcpReceiver().start()
-    hosts = [f"tcp://127.0.0.1:{receiver.port}"]
+def parent_and_two_forked_children_deliver(config: dict) -> list[int]:
+    """Under ``config``: the parent puts events 0-99, forks two children that each put 100 of
+    their own (1000-1099, 2000-2099) on a hand-off of their own and flush; then the parent
+    flushes. Returns the children's wait statuses (0: flushed, on a hand-off of its own)."""
     from eventtrail import delivery
 
     delivery.shutdown(5)  # start from no hand-off, as a fresh gunicorn master does
-    with override_settings(EVENTTRAIL={**FAST, "SINK": "logstash-tcp", "LOGSTASH_HOSTS": hosts,
-                                       "SPOOL": True, "SPOOL_DIR": str(tmp_path)}):
+    with override_settings(EVENTTRAIL={**FAST, "SPOOL": True, **config}):
         parent = delivery.handoff()
         for d in drafts(100, start=0):
             parent.put(d)
@@ -247,7 +220,9 @@ def test_forked_workers_deliver_each_event_once(fast, tmp_path):
         for n in range(2):
             pid = os.fork()
             if pid == 0:  # child: its own hand-off, never the parent's queue
+                ok = False
                 try:
+                    signal.alarm(90)  # a hung child fails the test rather than the suite
                     mine = delivery.handoff()
                     ok = mine is not parent and not mine.queue
                     for d in drafts(100, start=1000 * (n + 1)):
@@ -260,13 +235,25 @@ def test_forked_workers_deliver_each_event_once(fast, tmp_path):
         codes = [os.waitpid(pid, 0)[1] for pid in children]
         assert parent.flush(60)
         delivery.shutdown(5)
+    return codes
+
+
+FORKED_PATHS = list(range(100)) + list(range(1000, 1100)) + list(range(2000, 2100))
+
+
+@pytest.mark.real_delivery
+def test_forked_workers_deliver_each_event_once(fast, tmp_path):
+    receiver = TcpReceiver().start()
+    codes = parent_and_two_forked_children_deliver({
+        "SINK": "logstash-tcp", "LOGSTASH_HOSTS": [f"tcp://127.0.0.1:{receiver.port}"],
+        "SPOOL_DIR": str(tmp_path)})
     receiver.received.wait_for(300, timeout=60)
     receiver.stop()
     assert codes == [0, 0]
     ids = receiver.received.ids()
     assert len(ids) == 300 and len(set(ids)) == 300
     paths = sorted(int(d["url"]["path"].rsplit("/", 1)[1]) for d in receiver.received.docs)
-    assert paths == list(range(100)) + list(range(1000, 1100)) + list(range(2000, 2100))
+    assert paths == FORKED_PATHS
 
 
 def test_shutdown_with_the_receiver_down_is_quick_and_keeps_the_spool(tmp_path):

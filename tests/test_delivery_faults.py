@@ -25,11 +25,11 @@ from eventtrail.delivery.spool import SqliteSpool
 from eventtrail.delivery.worker import Handoff
 from eventtrail.stats import counters
 
+from tests.support.app_process import script
 from tests.support.invariant import assert_balanced
 from tests.support.receivers import Blackhole, HttpReceiver, free_port
 from tests.test_delivery import FAST, drafts
 
-REPO = Path(__file__).resolve().parent.parent
 BATCH = 50
 HTTP = {**FAST, "LOGSTASH_USER": "writer", "LOGSTASH_PASSWORD": "s3cret", "BATCH_SIZE": BATCH,
         "QUEUE_SIZE": 100_000}
@@ -184,31 +184,14 @@ def test_a_receiver_that_closes_the_connection_halfway_through_its_answer(http, 
     assert 0 < len(ids) - 1000 <= 3 * BATCH  # each lost answer re-sends its batch, once
 
 
-APP = r"""
-import json, os, sys, time
-sys.path[:0] = [{app!r}, {repo!r}]
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-import django
-from django.conf import settings
-django.setup()
-from django.test import override_settings
-override_settings(EVENTTRAIL={{**settings.EVENTTRAIL, "SINK": "logstash-http", "SPOOL": True,
-    "SPOOL_DIR": {spool!r}, "LOGSTASH_HOSTS": ["http://127.0.0.1:{port}"],
-    "LOGSTASH_USER": "writer", "LOGSTASH_PASSWORD": "s3cret", "BATCH_SIZE": {batch},
-    "FLUSH_INTERVAL": 0.02, "RETRY_BACKOFF": [0.05], "SEND_TIMEOUT": 30,
-    "QUEUE_SIZE": 100000}}).enable()
-import eventtrail.delivery.worker
-eventtrail.delivery.worker.ADOPT_EVERY = 0.2
-from eventtrail import delivery
-from eventtrail.capture import draft_for
-from tests.support.invariant import ledger
-"""
-
-
 def app_script(tmp_path: Path, port: int, body: str) -> str:
-    head = APP.format(app=str(REPO / "app"), repo=str(REPO), spool=str(tmp_path), port=port,
-                      batch=BATCH)
-    return head + body
+    """The app in another process: HTTP to ``port``, batches of BATCH, its spool in
+    ``tmp_path``, dead spools adopted every 0.2 s; then ``body``."""
+    return script({"SINK": "logstash-http", "SPOOL": True, "SPOOL_DIR": str(tmp_path),
+                   "LOGSTASH_HOSTS": [f"http://127.0.0.1:{port}"], "LOGSTASH_USER": "writer",
+                   "LOGSTASH_PASSWORD": "s3cret", "BATCH_SIZE": BATCH, "FLUSH_INTERVAL": 0.02,
+                   "RETRY_BACKOFF": [0.05], "SEND_TIMEOUT": 30, "QUEUE_SIZE": 100000},
+                  body, adopt_every=0.2)
 
 
 def test_sigkill_during_a_send_then_a_restart(tmp_path):

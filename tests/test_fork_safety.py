@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
-from django.test import override_settings
 from eventtrail.build import prepare
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.delivery.spool import SqliteSpool
 from eventtrail.models import StoredEvent
 
-from tests.test_delivery import FAST, drafts
+from tests.test_delivery import FORKED_PATHS, drafts, parent_and_two_forked_children_deliver
 
 FORKS = 200
 CHILD_SECONDS = 20  # a child that has not opened its spool by then is stuck for good
@@ -120,35 +119,11 @@ def test_forked_workers_deliver_each_event_once_through_the_database_sink(tmp_pa
                                                                          django_db_blocker):
     """The fork test's scenario with the embedded store: a parent and two children, each
     delivering its own events into one SQLite file, each event once."""
-    from eventtrail import delivery
-
     with django_db_blocker.unblock(), sqlite_events("fork_events",
                                                     tmp_path / "events.sqlite3") as alias:
-        delivery.shutdown(5)
-        with override_settings(EVENTTRAIL={**FAST, "SINK": "database", "DATABASE_ALIAS": alias,
-                                           "SPOOL": True, "SPOOL_DIR": str(tmp_path / "spool")}):
-            parent = delivery.handoff()
-            for d in drafts(100, start=0):
-                parent.put(d)
-            children = []
-            for n in range(2):
-                pid = os.fork()
-                if pid == 0:
-                    ok = False
-                    try:
-                        signal.alarm(90)
-                        mine = delivery.handoff()
-                        for d in drafts(100, start=1000 * (n + 1)):
-                            mine.put(d)
-                        ok = mine.flush(60)
-                        delivery.shutdown(5)
-                    finally:
-                        os._exit(0 if ok else 1)
-                children.append(pid)
-            codes = [os.waitpid(pid, 0)[1] for pid in children]
-            assert parent.flush(60)
-            delivery.shutdown(5)
+        codes = parent_and_two_forked_children_deliver({
+            "SINK": "database", "DATABASE_ALIAS": alias, "SPOOL_DIR": str(tmp_path / "spool")})
         assert codes == [0, 0]
         paths = sorted(int(p.rsplit("/", 1)[1]) for p in StoredEvent.objects.using(alias)
                        .values_list("url_path", flat=True))
-        assert paths == list(range(100)) + list(range(1000, 1100)) + list(range(2000, 2100))
+        assert paths == FORKED_PATHS
