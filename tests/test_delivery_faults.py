@@ -194,6 +194,7 @@ def app_script(tmp_path: Path, port: int, body: str) -> str:
                   body, adopt_every=0.2)
 
 
+@pytest.mark.timeout(180)
 def test_sigkill_during_a_send_then_a_restart(tmp_path):
     receiver = HttpReceiver().start()
     receiver.script = ["slow"]
@@ -240,6 +241,21 @@ print(json.dumps(ledger(h)), flush=True)
     assert len(ids) - 300 <= BATCH  # the batch in flight at the kill, at most, came twice
 
 
+def wait_dead(pid: int, timeout: float = 30) -> None:
+    """Until ``pid`` (not our child) has exited: gone, or a zombie waiting for its parent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in {"Z", "X"}:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not die within {timeout} s of SIGKILL")
+
+
+@pytest.mark.timeout(180)  # a child stuck on its pipe must fail the test, not hang the suite
 def test_two_forked_processes_each_sending_one_killed(tmp_path):
     """A parent forks two workers; each spools 400 events while the receiver is down; one is
     SIGKILLed; the survivor adopts its spool and delivers both, each event once."""
@@ -277,6 +293,9 @@ for pid in pids:
         assert sorted(r[:2] for r in ready) == [["spooled", "0"], ["spooled", "1"]], ready
         victim = int(next(r[2] for r in ready if r[1] == "0"))
         os.kill(victim, signal.SIGKILL)
+        # Both children wait on the same stdin: until the victim is dead, it could still take
+        # the "go" meant for the survivor (a process woken by data reads it before it dies).
+        wait_dead(victim)
         receiver = HttpReceiver(port=port).start()
         parent.stdin.write("go\n")
         parent.stdin.flush()
