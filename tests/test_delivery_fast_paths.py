@@ -155,3 +155,56 @@ def test_a_forked_child_never_repeats_its_parents_ids():
     os.waitpid(pid, 0)
     assert len(child) == 50
     assert not set(parent) & set(child)
+
+
+def test_timestamps_are_exact_to_the_millisecond_across_seconds_and_dates():
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from eventtrail.build import _iso
+
+    rng = __import__("random").Random(7)
+    samples = [0, 999_999_999, 1_000_000_000, 1_211_793_323_568_999_611,
+               253_402_300_799_999_999_999]  # 9999-12-31T23:59:59.999
+    samples += [rng.randrange(0, 253_402_300_800 * 10**9) for _ in range(20_000)]
+    samples += sorted(rng.randrange(10**18, 10**18 + 5 * 10**9) for _ in range(2_000))  # in order
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ns in samples:
+        ms = int(Decimal(ns) // 1_000_000)  # truncated, never rounded up into the next ms
+        expected = (epoch + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        assert _iso(ns) == expected.replace("+00:00", "Z"), ns
+
+
+def test_documents_are_the_json_the_stdlib_would_write_and_unencodable_fields_are_invalid():
+    draft = draft_for("page.view", {
+        "url.path": "/c/x/a/1/", "http.response.status_code": 200,
+        "user_agent.original": 'Zoë "quoted" \\ \u2028 \x1f 😀',
+        "eventtrail.score": 1.5e16, "labels.counts": {1: "one", "two": [True, None]},
+    })
+    event_id, text = prepare(draft)
+    doc = json.loads(text)
+    assert doc["event"]["id"] == event_id
+    assert doc["user_agent"]["original"] == 'Zoë "quoted" \\ \u2028 \x1f 😀'
+    assert doc["eventtrail"]["score"] == 1.5e16
+    assert doc["labels"]["counts"] == {"1": "one", "two": [True, None]}  # keys as the stdlib does
+    assert "\n" not in text and ", " not in text.replace('", "', "")  # compact, one line
+    assert json.loads(json.dumps(doc, ensure_ascii=False, separators=(",", ":"))) == doc
+
+    from datetime import datetime
+
+    for bad in ("\ud800 a lone surrogate", datetime(2025, 1, 1), 2**70, object()):
+        with pytest.raises(TypeError):  # the worker drops it as "invalid" and counts it
+            prepare(draft_for("page.view", {"url.path": "/", "labels.bad": bad}))
+
+
+def test_the_client_address_follows_the_trusted_proxies_in_force():
+    from eventtrail.privacy import client_ip
+
+    for _ in range(2):  # the second round answers from the cache: the same answers
+        with override_settings(EVENTTRAIL={"TRUSTED_PROXIES": ["10.0.0.0/8"]}):
+            assert client_ip("10.1.2.3", "203.0.113.9, 10.9.9.9") == "203.0.113.9"
+            assert client_ip("192.0.2.1", "203.0.113.9") == "192.0.2.1"
+        with override_settings(EVENTTRAIL={"TRUSTED_PROXIES": []}):
+            assert client_ip("10.1.2.3", "203.0.113.9, 10.9.9.9") == "10.1.2.3"
+        assert client_ip("not an address", None) is None
+        assert client_ip("2001:db8::0:1", None) == "2001:db8::1"

@@ -6,11 +6,12 @@ context), so it never runs on a request thread, except inside ``testing.capture_
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from eventtrail import privacy, schema
 from eventtrail.conf import get_config, resolved
@@ -80,10 +81,19 @@ def user_roles(user: Any) -> list[str]:
 # --- the event -------------------------------------------------------------------------------------
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted, and its text
+
+
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    """RFC 3339 in UTC to the millisecond, exact (integer arithmetic). Events come in time
+    order, so the date and time of day are formatted once per second, not once per event."""
+    global _second
+    seconds, rest = divmod(ns, 1_000_000_000)
+    last = _second
+    if last[0] != seconds:
+        text = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
+        last = _second = (seconds, text)
+    return f"{last[1]}.{rest // 1_000_000:03d}Z"
 
 
 def _cut(value: Any) -> Any:
@@ -192,12 +202,15 @@ def _message(event: Mapping[str, Any]) -> str:
     return f"{who} {what} {where}".strip()
 
 
-# One encoder for every event: json.dumps with options builds a new one per call.
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# orjson: a third of the stdlib encoder's cost, the worker's largest single step. Strict like
+# the stdlib's: a datetime or dataclass among the fields raises (the event is dropped as
+# "invalid", as before) rather than take a form nobody declared; so does a string that is not
+# valid UTF-8 (a lone surrogate), which the stdlib let through to fail in the spool.
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def serialise(event: dict[str, Any]) -> str:
-    return _encoder.encode(schema.unflatten(event, public=True))
+    return orjson.dumps(schema.unflatten(event, public=True), option=_OPTIONS).decode()
 
 
 def prepare(draft: Draft) -> tuple[str, str] | None:

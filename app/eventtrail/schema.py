@@ -153,7 +153,14 @@ def unflatten(flat: Mapping[str, Any], *, public: bool = False) -> dict[str, Any
     for name, value in flat.items():
         if public and name[:1] == "_":
             continue
-        parts = _path(name)
+        parts = _PATHS.get(name) or _path(name)
+        if len(parts) == 2:  # most ECS names: one level, no inner loop
+            child = doc.get(parts[0])
+            if child is None:
+                doc[parts[0]] = {parts[1]: value}
+            else:
+                child[parts[1]] = value
+            continue
         node = doc
         for part in parts[:-1]:
             child = node.get(part)
