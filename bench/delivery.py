@@ -479,7 +479,7 @@ def throughput(args: argparse.Namespace, var_dir: Path) -> None:
           "keeps queued + spooled events below 2 x QUEUE_SIZE (so nothing is dropped and the "
           "spool cannot grow without bound).")
     print("Per event, ours: request thread: draft_for + put() (one deque append). Worker: "
-          "build() + processors + unflatten + json.dumps, SQLite spool INSERT (one commit per "
+          "build() + processors + unflatten + orjson.dumps, SQLite spool INSERT (one commit per "
           "up to 2,000), SELECT of 500, send (TCP: 100 per sendall; HTTP: 500 per POST), "
           "DELETE on ack.")
     print(f"Per event, theirs: caller thread: logger.info(msg, extra=<the same document>) -> "
