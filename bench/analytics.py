@@ -81,6 +81,18 @@ def _seed_and_generate(events: int, out: Path) -> dict[str, Any]:
     return {"until": until.isoformat(), "generate_seconds": round(time.monotonic() - began, 1)}
 
 
+def _seed_site() -> None:
+    """Each store's child has a site database of its own: the same seeded site (users, articles,
+    memberships) the events were generated from, for sign-in, access and titles."""
+    import eventtrail
+    from community.seed import seed
+    from django.contrib.auth import get_user_model
+
+    if not get_user_model()._default_manager.exists():
+        with eventtrail.suppressed():
+            seed()
+
+
 def _lines(path: Path, size: int) -> Any:
     batch: list[str] = []
     with path.open() as fh:
@@ -305,6 +317,7 @@ def child(args: argparse.Namespace) -> None:
     if not docs.exists():  # the first store's child generates; the others reuse the file
         meta = _seed_and_generate(args.events, docs)
         meta_path.write_text(json.dumps(meta))
+    _seed_site()
     meta = json.loads(meta_path.read_text())
     from django.conf import settings
 

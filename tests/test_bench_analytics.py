@@ -1,13 +1,15 @@
-"""bench/analytics.py --quick runs end to end and reports every analytic (no timing asserted)."""
+"""bench/analytics.py --quick runs end to end and reports every request (no timing asserted)."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from bench import analytics
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_benchmark_reports_every_analytic(tmp_path):
+def test_quick_benchmark_reports_every_page_and_endpoint(tmp_path):
     out = tmp_path / "result.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench/analytics.py"), "--quick", "--stores", "sqlite",
@@ -16,7 +18,24 @@ def test_quick_benchmark_reports_every_analytic(tmp_path):
     result = json.loads(out.read_text())
     assert result["events"] == 20_000
     (sqlite,) = result["stores"]
-    assert len(sqlite["latency_ms"]) == 14
+    subjects = {"community": "c", "user": "u", "article": "a", "staff": "s"}
+    names = [name for name, _, _ in analytics.requests(subjects)]
+    assert list(sqlite["latency_ms"]) == [*names, "poll: site data.json, nothing new (304)",
+                                          "poll: site data.json, one event just arrived"]
+    # Every /api/analytics/ endpoint the app serves is among them.
+    from eventtrail.analytics.api import AnalyticsView
+
+    def endpoints(cls):
+        for sub in cls.__subclasses__():
+            if "name" in sub.__dict__:
+                yield sub.name
+            yield from endpoints(sub)
+
+    asked = {url.split("/")[3] for _, url, _ in analytics.requests(subjects)
+             if url.startswith("/api/analytics/")}
+    assert set(endpoints(AnalyticsView)) <= asked
+    assert sqlite["first_ms"] > 0
     for name, figures in sqlite["latency_ms"].items():
-        assert 0 < figures["p50"] <= figures["p95"], name
+        assert 0 < figures["p50"] <= figures["p95"] and figures["n"] >= 3, name
         assert f"| {name} |" in done.stdout
+    assert "load average" in done.stdout
