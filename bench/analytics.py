@@ -331,15 +331,14 @@ def child(args: argparse.Namespace) -> None:
         try:
             stream = "logs-eventtrail-bench"
             report["load_seconds"] = round(_load_engine(docs, node.url, stream), 1)
-            settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
-                                   "ELASTICSEARCH_HOSTS": [node.url], "DATA_STREAM": stream,
-                                   "ELASTICSEARCH_OPTIONS": {"node_class": OpenSearchCompatNode,
-                                                             "request_timeout": 60}}
-            from eventtrail.conf import get_config
-            from eventtrail.stores import reset
+            from django.test.utils import override_settings
 
-            get_config.cache_clear()
-            reset()
+            # As a changed setting is announced: every cache of the configuration (the store
+            # built, the STORE class resolved) is dropped.
+            override_settings(EVENTTRAIL={
+                **settings.EVENTTRAIL, "STORE": "elasticsearch", "ELASTICSEARCH_HOSTS": [node.url],
+                "DATA_STREAM": stream, "ELASTICSEARCH_OPTIONS": {
+                    "node_class": OpenSearchCompatNode, "request_timeout": 60}}).enable()
             report["first_ms"] = _first_request()
             report["latency_ms"] = _measure(args.repeat, args.budget)
         finally:
@@ -449,12 +448,17 @@ def main(argv: list[str] | None = None) -> int:
             lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
             if done.returncode or not lines:
                 sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+                if reports:  # what the stores before it measured is kept
+                    print(render(reports, args.events))
                 return 1
             reports.append(json.loads(lines[-1][len("RESULT "):]))
-    print(render(reports, args.events))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"events": args.events, "stores": reports},
-                                              indent=2))
+            print(render(reports[-1:], args.events), flush=True)  # each store as it ends
+            if args.json:
+                Path(args.json).write_text(json.dumps({"events": args.events,
+                                                       "stores": reports}, indent=2))
+    if len(reports) > 1:
+        print(render(reports, args.events))
+    print(f"load average {_load()} at the end")
     return 0
 
 

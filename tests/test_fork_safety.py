@@ -13,16 +13,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from eventtrail.build import prepare
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.delivery.spool import SqliteSpool
 from eventtrail.models import StoredEvent
 
+from tests.support.sqlite_alias import sqlite_events
 from tests.test_delivery import FORKED_PATHS, drafts, parent_and_two_forked_children_deliver
 
 FORKS = 200
@@ -80,26 +79,6 @@ def test_a_fork_while_the_spool_writes_never_hangs_the_child(tmp_path):
         assert fork_while(write, tmp_path) == []
     finally:
         spool.close()
-
-
-@contextmanager
-def sqlite_events(alias: str, path: Path):
-    """A file-backed SQLite alias with the events table: forked children write to the same
-    file, where an in-memory test database would be each process's own."""
-    base = dict(connections.settings["events"])
-    base.update({"ENGINE": "django.db.backends.sqlite3", "NAME": str(path),
-                 "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;",
-                             "transaction_mode": "IMMEDIATE", "timeout": 30},
-                 "TEST": {"NAME": str(path)}})
-    connections.settings[alias] = base
-    try:
-        with connections[alias].schema_editor() as editor:
-            editor.create_model(StoredEvent)
-        yield alias
-    finally:
-        connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
 
 
 def test_a_fork_while_the_database_sink_inserts_never_hangs_the_child(tmp_path, django_db_blocker):

@@ -101,8 +101,8 @@ class StoredEvent(models.Model):
 
 
 class DailyRollup(models.Model):
-    """Events counted per UTC day and grain; exact, rebuilt from ``StoredEvent`` day by day
-    (eventtrail.stores.rollup). The columns share StoredEvent's names so filters apply to both."""
+    """Events counted per UTC day and grain; exact: built from ``StoredEvent``, then kept by the
+    database sink (eventtrail.stores.database). The columns share StoredEvent's names so filters apply to both."""
 
     day = models.DateField()
     action = models.CharField(max_length=64)
@@ -152,10 +152,15 @@ class TargetRollup(DailyRollup):
 
 
 class RollupState(models.Model):
-    """How far the rollups have looked: every event ingested up to ``checked_to`` is in them."""
+    """Whether the rollups are built: ``checked_to`` is when, NULL until then. Once built, the
+    database sink adds each batch to them; ``reset_rollups`` deletes this row to rebuild."""
 
     name = models.CharField(max_length=32, primary_key=True)
     checked_to = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"{self.name} rollups checked to {self.checked_to}"
+
+
+# The embedded store's tables: the events and the rollups the database sink keeps beside them.
+STORE_MODELS: tuple[type[models.Model], ...] = (StoredEvent, UserRollup, TargetRollup, RollupState)

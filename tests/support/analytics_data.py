@@ -305,6 +305,7 @@ def _lift(used: dict[str, set[str]], peers: set[str], exclude: set[str]):
 
 
 def also_read(events, article, user, now, days=30):
+    """``now`` is the request's ``to``, a UTC midnight: the last ``days`` UTC days before it."""
     used = defaultdict(set)
     for e in human(events, now - timedelta(days=days), now, "article.view"):
         if e.get("user.id") and e.get("eventtrail.target.type") == "article":

@@ -108,9 +108,8 @@ def trending(store: Store, p: Params, community: str | None) -> dict[str, Any]:
     ``score = heat * momentum``: a steady article keeps about its heat, a rising one gains up
     to four times it. Only the ``CANDIDATES`` most viewed articles of both windows are scored.
     """
-    now = now_of(p)
-    today = day_floor(now - timedelta(microseconds=1)) if p.end else day_floor(now)
-    start = today - timedelta(days=p.days - 1)
+    start, now = recent_days(p)
+    today = start + timedelta(days=p.days - 1)
     previous_start = start - timedelta(days=p.days)
     scope = where(p, actions=[VIEW], community=community, start=previous_start, end=now)
     candidates = [t.key for t in store.tally(scope, TARGET, size=CANDIDATES)]
@@ -188,14 +187,12 @@ def reading_depth(store: Store, p: Params, community: str | None) -> dict[str, A
     """
     views = store.tally(where(p, actions=[VIEW], community=community), TARGET, size=p.size)
     ids = [t.key for t in views]
-    reached: dict[int, dict[str, int]] = {}
-    for depth in QUARTILES:
-        scrolls = where(p, actions=[SCROLL], community=community,
-                        equals={"eventtrail.target.type": "article", DEPTH: depth})
-        reached[depth] = {t.key: t.events for t in store.tally(scrolls, TARGET, keys=ids)}
+    scrolls = where(p, actions=[SCROLL], community=community,
+                    equals={"eventtrail.target.type": "article"})
+    reached = store.split_tally(scrolls, TARGET, ids, DEPTH, QUARTILES)
     rows = []
     for t in views:
-        counts = [reached[d].get(t.key, 0) for d in QUARTILES]
+        counts = [reached.get(t.key, {}).get(str(d), 0) for d in QUARTILES]
         rows.append({"article": t.key, "views": t.events, "viewers": t.users, "reached": counts,
                      "share": [_share(n, t.events) for n in counts]})
     return {"community": community, **_period(p), "depths": list(QUARTILES), "results": rows}
@@ -351,15 +348,23 @@ def _lift(store: Store, window: Where, item: str, peers: list[str], exclude: set
     return rows[:size]
 
 
+def recent_days(p: Params) -> tuple[datetime, datetime]:
+    """The last ``days`` UTC days, today included (with ``to``: the days before it): their
+    start, and the end of the window (``to``, or now). Whole days, so the database store's
+    rollups hold the window exactly."""
+    now = now_of(p)
+    today = day_floor(now - timedelta(microseconds=1)) if p.end else day_floor(now)
+    return today - timedelta(days=p.days - 1), now
+
+
 def also_read(store: Store, p: Params, article: str, user: str | None) -> dict[str, Any]:
-    """"Readers of this article also read", over the last ``days`` days.
+    """"Readers of this article also read", over the last ``days`` UTC days (``recent_days``).
 
     Readers are the signed-in users who viewed the article (at most ``MAX_READERS``); each other
     article they viewed is ranked by lift (see ``_lift``), needing ``MIN_SUPPORT`` co-readers.
     The article itself and every article ``user`` ever viewed are left out.
     """
-    now = now_of(p)
-    start = now - timedelta(days=p.days)
+    start, now = recent_days(p)
     filters: dict[str, Any] = {"actions": [VIEW]}
     window = where(**filters, start=start, end=now)
     readers = store.users(where(**filters, target=article, start=start, end=now),
@@ -377,12 +382,12 @@ def also_read(store: Store, p: Params, article: str, user: str | None) -> dict[s
 def communities_for_you(store: Store, p: Params, user: str) -> dict[str, Any]:
     """Communities used by people who share the user's communities, ranked by lift.
 
-    The user's communities are those of their events in the last ``days`` days; peers are the
+    The user's communities are those of their events in the last ``days`` UTC days
+    (``recent_days``); peers are the
     other users active there (at most ``MAX_READERS``). With no history the most used
     communities (by distinct users) are suggested instead.
     """
-    now = now_of(p)
-    start = now - timedelta(days=p.days)
+    start, now = recent_days(p)
     filters: dict[str, Any] = {"has": COMMUNITY}
     window = where(**filters, start=start, end=now)
     mine = [t.key for t in store.tally(where(user=user, start=start, end=now), COMMUNITY,

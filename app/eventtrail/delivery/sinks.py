@@ -241,26 +241,51 @@ class DatabaseSink:
 
     name = "database"
 
+    STATISTICS_EVERY = 20  # batches between looks at whether SQLite's statistics are stale
+
     def __init__(self, alias: str | None = None) -> None:
         self.alias = alias or get_config()["DATABASE_ALIAS"]
+        self.batches = 0
 
     def send(self, docs: Sequence[str]) -> None:
-        from django.db import DatabaseError, close_old_connections, connections
+        from django.db import DatabaseError, close_old_connections, connections, transaction
 
         from eventtrail import schema
         from eventtrail.enrichment import enrich
         from eventtrail.models import StoredEvent
+        from eventtrail.stores.database import (
+            add_to_rollups,
+            ensure_rollups,
+            lock_rollups,
+            refresh_statistics,
+        )
 
-        rows = []
+        rows: dict[str, StoredEvent] = {}
         for doc in docs:
             nested = json.loads(doc)
             flat = enrich(schema.flatten(nested))
-            rows.append(StoredEvent.from_flat(flat, schema.unflatten(flat)))
+            row = StoredEvent.from_flat(flat, schema.unflatten(flat))
+            rows.setdefault(row.id, row)  # a batch re-sent within itself counts once
         with self._fork_guard():
             try:
-                StoredEvent.objects.using(self.alias).bulk_create(
-                    rows, ignore_conflicts=True, batch_size=500
-                )
+                ensure_rollups(self.alias)  # built once; a cheap look after that
+                with transaction.atomic(using=self.alias):
+                    # Locked before the check below, so the rows found new are the ones this
+                    # transaction inserts, and a rebuild waits for it.
+                    state = lock_rollups(self.alias, exclusive=False)
+                    events = StoredEvent.objects.using(self.alias)
+                    ids = list(rows)
+                    stored: set[str] = set()
+                    for i in range(0, len(ids), 500):
+                        stored.update(events.filter(id__in=ids[i:i + 500])
+                                      .values_list("id", flat=True))
+                    fresh = [row for key, row in rows.items() if key not in stored]
+                    events.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
+                    if state.checked_to is not None:  # else the next build counts them
+                        add_to_rollups(self.alias, fresh)
+                self.batches += 1
+                if self.batches % self.STATISTICS_EVERY == 1:
+                    refresh_statistics(self.alias)
             except DatabaseError as exc:
                 # A broken connection must not poison every later attempt.
                 connections[self.alias].close()

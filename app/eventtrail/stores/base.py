@@ -69,6 +69,13 @@ class Store(Protocol):
         """Per value in ``keys``, per UTC day (epoch ms): (events, distinct users)."""
         ...
 
+    def split_tally(
+        self, where: Where, field: str, keys: Sequence[str], by: str, values: Sequence[Any]
+    ) -> dict[str, dict[str, int]]:
+        """Per value in ``keys``, events per value of ``by`` among ``values`` (keys as text),
+        in one pass: a reading-depth panel's four depths at once."""
+        ...
+
     def users(self, where: Where, *, limit: int) -> list[str]:
         """Distinct user ids, in ascending order, at most ``limit``."""
         ...

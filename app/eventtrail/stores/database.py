@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError, connections, transaction
 from django.db.models import (
     Avg,
+    CharField,
     Count,
     Expression,
     F,
@@ -24,9 +26,10 @@ from django.db.models import (
     Q,
     QuerySet,
     Sum,
+    Value,
 )
 from django.db.models.fields.json import KT
-from django.db.models.functions import Collate, Trunc
+from django.db.models.functions import Coalesce, Collate, Greatest, Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.conf import get_config
@@ -212,11 +215,127 @@ def fixed_seconds(interval: Interval, tz: str) -> int | None:
     return None
 
 
-def time_bucket(interval: Interval, tz: str) -> Expression:
+EPOCH_DAY = date(1970, 1, 1)
+
+
+@lru_cache(maxsize=256)
+def zone_offsets(tz: str, first_day: date, last_day: date) -> tuple[tuple[int, int], ...]:
+    """The zone's UTC offsets from ``first_day`` to ``last_day``: ((from epoch second, offset
+    seconds), ...), the first from the start. Found by sampling each day's noon and bisecting to
+    the second where the offset changes, so no transition inside the range is missed."""
+    zone = ZoneInfo(tz)
+
+    def offset(second: int) -> int:
+        moment = datetime.fromtimestamp(second, UTC).astimezone(zone)
+        return int(moment.utcoffset().total_seconds())  # type: ignore[union-attr]
+
+    start = int(_day_start(first_day - timedelta(days=1)).timestamp())
+    end = int(_day_start(last_day + timedelta(days=2)).timestamp())
+    out = [(start, offset(start))]
+    at = start
+    while at < end:
+        step = min(at + 86400, end)
+        if offset(step) != out[-1][1]:
+            low, high = at, step  # the offset changes in (low, high]
+            while high - low > 1:
+                middle = (low + high) // 2
+                if offset(middle) == out[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            out.append((high, offset(high)))
+        at = step
+    return tuple(out)
+
+
+class LocalBucket(Func):
+    """SQLite: a row's calendar bucket in a time zone by integer arithmetic on its epoch second
+    plus the zone's offset at that moment (a CASE over the transitions in range), where Django's
+    Trunc calls a Python function per row. Keys: local hours or days since 1970-01-01, weeks
+    (Monday first) since the week of 1969-12-29, or 'YYYY-MM' for months."""
+
+    def __init__(self, expression: Any, calendar: str, offsets: tuple[tuple[int, int], ...]):
+        super().__init__(expression, output_field=CharField() if calendar == "month"
+                         else IntegerField())
+        self.calendar, self.offsets = calendar, offsets
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.source_expressions[0])
+        second = f"CAST(strftime('%%s', {sql}) AS INTEGER)"
+        offset = str(self.offsets[-1][1])
+        if len(self.offsets) > 1:
+            branches = " ".join(f"WHEN {second} < {at} THEN {before}" for (_, before), (at, _)
+                                in zip(self.offsets, self.offsets[1:], strict=False))
+            offset = f"CASE {branches} ELSE {offset} END"
+        local = f"({second} + {offset})"
+        if self.calendar == "month":
+            return f"strftime('%%Y-%%m', {local}, 'unixepoch')", params
+        width = 3600 if self.calendar == "hour" else 86400
+        number = f"(CASE WHEN {local} >= 0 THEN {local} / {width} " \
+                 f"ELSE ({local} - {width - 1}) / {width} END)"
+        if self.calendar == "week":
+            number = f"(CASE WHEN {number} + 3 >= 0 THEN ({number} + 3) / 7 " \
+                     f"ELSE ({number} + 3 - 6) / 7 END)"
+        return number, params
+
+    def to_moment(self, key: Any, zone: ZoneInfo) -> datetime:
+        """The bucket's start, as Django's Trunc gives it: local wall time made aware."""
+        if self.calendar == "month":
+            year, month = str(key).split("-")
+            return datetime(int(year), int(month), 1, tzinfo=zone)
+        if self.calendar == "hour":
+            return (datetime(1970, 1, 1) + timedelta(hours=int(key))).replace(tzinfo=zone)
+        days = int(key) * 7 - 3 if self.calendar == "week" else int(key)
+        return datetime.combine(EPOCH_DAY + timedelta(days=days), time(0), zone)
+
+    def key_of(self, moment: datetime) -> Any:
+        """The key of the bucket holding ``moment`` (a composite page's ``after``)."""
+        local = moment.astimezone(UTC).timestamp()
+        shift = self.offsets[0][1]
+        for at, offset in self.offsets:
+            if local >= at:
+                shift = offset
+        local += shift
+        if self.calendar == "month":
+            return datetime.fromtimestamp(local, UTC).strftime("%Y-%m")
+        number = int(local // (3600 if self.calendar == "hour" else 86400))
+        return (number + 3) // 7 if self.calendar == "week" else number
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    """How a query buckets time on this database: the SQL key and its conversions."""
+
+    expression: Expression
+    interval: Interval
+    tz: str
+
+    def to_ms(self, key: Any) -> int:
+        if isinstance(self.expression, LocalBucket):
+            return epoch_ms(self.expression.to_moment(key, ZoneInfo(self.tz)))
+        return bucket_ms(key)
+
+    def key_of(self, ms: int) -> Any:
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+        if isinstance(self.expression, LocalBucket):
+            return self.expression.key_of(moment)
+        if isinstance(self.expression, EpochBucket):
+            return ms // 1000
+        return moment
+
+
+def time_bucket(interval: Interval, tz: str, vendor: str = "",
+                days: tuple[date, date] | None = None) -> Bucketing:
+    """Fixed widths and UTC hours and days by epoch arithmetic; other calendar buckets on SQLite
+    by ``LocalBucket`` over the zone's offsets from ``days[0]`` to ``days[1]``; on PostgreSQL
+    by its own date_trunc in the zone."""
     seconds = fixed_seconds(interval, tz)
     if seconds:
-        return EpochBucket("timestamp", seconds)
-    return Trunc("timestamp", interval.calendar or "day", tzinfo=ZoneInfo(tz))
+        return Bucketing(EpochBucket("timestamp", seconds), interval, tz)
+    calendar = interval.calendar or "day"
+    if vendor == "sqlite" and days is not None:
+        return Bucketing(LocalBucket("timestamp", calendar, zone_offsets(tz, *days)), interval, tz)
+    return Bucketing(Trunc("timestamp", calendar, tzinfo=ZoneInfo(tz)), interval, tz)
 
 
 def bucket_ms(value: Any) -> int:
@@ -234,16 +353,18 @@ def _chunks(values: Sequence[str]) -> list[list[str]]:
 # --- exact daily rollups ------------------------------------------------------------------------
 #
 # Two tables count events per UTC day and grain (see models.UserRollup, TargetRollup). A query
-# uses them only when the answer stays exact: filters on their columns only, a period on UTC
-# midnights, time buckets of UTC days, weeks or months. Before use, every day holding an event
-# ingested since the last check is rebuilt from StoredEvent (event.ingested is indexed), so the
-# rollups always equal the events table. 15 s of overlap covers inserts that commit late.
+# uses them only when the answer stays exact: filters on their columns only, time buckets of UTC
+# days, weeks or months, and a period whose ends either fall on UTC midnights or cut a day where
+# nothing lies beyond the cut (a period ending now, with nothing stamped later today, reads
+# today's rollup: today so far). They are built once from StoredEvent (``ensure_rollups``), and
+# from then on the database sink adds each batch it inserts in the same transaction, so they
+# always equal the events table without a rebuild on read. Events written any other way, or
+# deleted (retention), need ``reset_rollups``.
 
 USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot", "status_code")
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
                          "user.id", "http.response.status_code"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
-OVERLAP = timedelta(seconds=15)
 ROLLUP = "daily"
 
 
@@ -256,9 +377,9 @@ def _day_start(day: date) -> datetime:
 
 
 def rollup_model(where: Where, fields: Sequence[str] = ()) -> type[Model] | None:
-    """The rollup that answers ``where`` (grouped by ``fields``) exactly, if any."""
-    if where.text or where.scope is not None or not (_midnight(where.start)
-                                                     and _midnight(where.end)):
+    """The rollup whose columns answer ``where`` (grouped by ``fields``), if any; whether its
+    days hold ``where``'s period exactly is ``rollup_parts``' question."""
+    if where.text or where.scope is not None:
         return None
     used = {f.field for f in where.filters} | set(fields)
     if used <= USER_FIELDS:
@@ -266,6 +387,40 @@ def rollup_model(where: Where, fields: Sequence[str] = ()) -> type[Model] | None
     if used <= TARGET_FIELDS:
         return TargetRollup
     return None
+
+
+Span = tuple[date | None, date | None]
+
+
+def rollup_parts(alias: str, where: Where) -> tuple[Span, list[Where]] | None:
+    """``where``'s period as whole UTC days for the rollups, [first, last), and the periods at
+    either end that cut a day (raw events), or None when it lies within one cut day. A cut
+    leaves no edge when nothing of that day lies beyond it: an end just after the day's last
+    event (a period ending now), a start just before its first. One indexed look along
+    ``timestamp`` per cut."""
+    events = StoredEvent.objects.using(alias)
+    start = where.start.astimezone(UTC) if where.start is not None else None
+    end = where.end.astimezone(UTC) if where.end is not None else None
+    first = start.date() if start is not None else None
+    last = end.date() if end is not None else None
+    edges: list[Where] = []
+    if start is not None and not _midnight(start):
+        assert first is not None
+        first += timedelta(days=1)
+        if events.filter(timestamp__gte=_day_start(start.date()), timestamp__lt=start).exists():
+            edges.append(replace(where, end=min(_day_start(first), end or _day_start(first))))
+        else:
+            first -= timedelta(days=1)  # nothing earlier that day: the day's rollup holds it
+    if end is not None and not _midnight(end):
+        assert last is not None
+        if events.filter(timestamp__gte=end,
+                         timestamp__lt=_day_start(last + timedelta(days=1))).exists():
+            edges.append(replace(where, start=max(_day_start(last), start or _day_start(last))))
+        else:
+            last += timedelta(days=1)  # nothing later that day ("now"): its rollup holds it
+    if first is not None and last is not None and first > last:
+        return None  # a cut day on both sides: one period of raw events
+    return (first, last), edges
 
 
 def rollup_days(interval: Interval | None, tz: str) -> bool:
@@ -289,28 +444,97 @@ def _rebuild_day(alias: str, day: date) -> None:
                       **{c: r[c] for c in USER_GRAIN}) for r in targets], batch_size=1000)
 
 
+def lock_rollups(alias: str, *, exclusive: bool) -> RollupState:
+    """Lock the rollups' state row for this transaction and return it. Shared (PostgreSQL FOR
+    SHARE) for a sink adding its batch, exclusive for a rebuild, so a rebuild never misses a
+    batch committed while it reads. SQLite has one writer at a time: a write takes its lock at
+    once, so the rows read next cannot change before the transaction ends."""
+    manager = RollupState._default_manager.using(alias)
+    manager.get_or_create(name=ROLLUP)
+    if connections[alias].vendor == "postgresql":
+        table = RollupState._meta.db_table
+        mode = "UPDATE" if exclusive else "SHARE"
+        return list(manager.raw(f"SELECT * FROM {table} WHERE name = %s FOR {mode}", [ROLLUP]))[0]
+    manager.filter(name=ROLLUP).update(name=ROLLUP)
+    return manager.get(name=ROLLUP)
+
+
 def ensure_rollups(alias: str) -> None:
-    """Bring the rollups up to date with every event ingested so far."""
-    events = StoredEvent.objects.using(alias)
+    """Build the rollups if they were never built (a new store, an upgrade, ``reset_rollups``).
+    From then on the database sink adds each batch to them in the transaction that inserts it,
+    so reading them costs nothing more than this one look at their state."""
+    states = RollupState._default_manager.using(alias)
+    if states.filter(name=ROLLUP, checked_to__isnull=False).exists():
+        return
     with transaction.atomic(using=alias):
-        # One rebuilder at a time (PostgreSQL row lock; SQLite serialises writers anyway).
-        state, _ = RollupState._default_manager.using(alias).select_for_update().get_or_create(name=ROLLUP)
-        high = (events.filter(ingested__isnull=False).order_by("-ingested")
-                .values_list("ingested", flat=True).first())
-        unstamped = events.filter(ingested__isnull=True)
-        if state.checked_to is not None and (high is None or high <= state.checked_to) \
-                and not unstamped.exists():
-            return
-        dirty = events.all()
+        state = lock_rollups(alias, exclusive=True)
         if state.checked_to is not None:
-            dirty = events.filter(Q(ingested__gt=state.checked_to - OVERLAP)
-                                  | Q(ingested__isnull=True))
-        days = (dirty.annotate(d=EpochBucket("timestamp", 86400)).values_list("d", flat=True)
-                .distinct().order_by())
+            return  # another process built them while this one waited
+        UserRollup._default_manager.using(alias).all().delete()
+        TargetRollup._default_manager.using(alias).all().delete()
+        days = (StoredEvent.objects.using(alias).annotate(d=EpochBucket("timestamp", 86400))
+                .values_list("d", flat=True).distinct().order_by())
         for seconds in sorted(set(days)):
             _rebuild_day(alias, datetime.fromtimestamp(int(seconds), UTC).date())
-        state.checked_to = high
+        state.checked_to = datetime.now(UTC)  # built at
         state.save(using=alias)
+
+
+def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
+    """Count newly inserted events into the rollups, in the caller's transaction (which holds
+    ``lock_rollups``). Each grain's row is incremented in place (``events = events + n``), so
+    concurrent writers never lose a count; two writers creating the same grain at once leave two
+    rows, which every read adds up anyway."""
+    users: dict[tuple[Any, ...], list[Any]] = {}
+    targets: dict[tuple[Any, ...], int] = defaultdict(int)
+    for row in rows:
+        day = row.timestamp.astimezone(UTC).date()
+        grain = (day, *(getattr(row, c) for c in USER_GRAIN))
+        count_names = users.setdefault(grain, [0, set()])
+        count_names[0] += 1
+        if row.user_name is not None:
+            count_names[1].add(row.user_name)
+        targets[(*grain, row.target_id)] += 1
+    user_rows = UserRollup._default_manager.using(alias)
+    for (day, *columns), (n, names) in users.items():
+        keys = dict(zip(USER_GRAIN, columns, strict=True))
+        changes: dict[str, Any] = {"events": F("events") + n}
+        if names:
+            values = [Value(name) for name in sorted(names)]
+            changes["user_name"] = Greatest(Coalesce("user_name", values[0]), *values)
+        if not user_rows.filter(day=day, **keys).update(**changes):
+            user_rows.create(day=day, events=n, user_name=max(names) if names else None, **keys)
+    target_rows = TargetRollup._default_manager.using(alias)
+    for (day, *columns, target), n in targets.items():
+        keys = dict(zip(USER_GRAIN, columns, strict=True))
+        if not target_rows.filter(day=day, target_id=target, **keys).update(events=F("events") + n):
+            target_rows.create(day=day, events=n, target_id=target, **keys)
+
+
+def refresh_statistics(alias: str) -> None:
+    """SQLite plans its queries from statistics nothing refreshes on its own (PostgreSQL's
+    autovacuum does), and plans badly without them: at a million events, issue 29's run found
+    the reading-depth panel at 6.3 s without them and 2.2 s with. So when the events table has
+    10,000 rows and no statistics, or has doubled since they were taken, take them again, from
+    a sample (``analysis_limit``: milliseconds at a million rows)."""
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        return
+    table = StoredEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT max(rowid) FROM "{table}"')  # an index look: the newest row
+        rows = int(cursor.fetchone()[0] or 0)
+        if rows < 10_000:
+            return
+        try:
+            cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = %s LIMIT 1", [table])
+            found = cursor.fetchone()
+        except DatabaseError:  # no ANALYZE ever: the table does not exist yet
+            found = None
+        measured = int(str(found[0]).split()[0]) if found else 0
+        if rows > 2 * measured:
+            cursor.execute("PRAGMA analysis_limit = 1000")
+            cursor.execute("ANALYZE")
 
 
 def reset_rollups(alias: str) -> None:
@@ -322,14 +546,15 @@ def reset_rollups(alias: str) -> None:
         RollupState._default_manager.using(alias).all().delete()
 
 
-def rollup_q(where: Where) -> Q:
+def rollup_q(where: Where, span: Span) -> Q:
     q = Q()
     for f in where.filters:
         q &= _filter(f)  # the rollups' columns carry StoredEvent's names
-    if where.start:
-        q &= Q(day__gte=where.start.astimezone(UTC).date())
-    if where.end:
-        q &= Q(day__lt=where.end.astimezone(UTC).date())
+    first, last = span
+    if first is not None:
+        q &= Q(day__gte=first)
+    if last is not None:
+        q &= Q(day__lt=last)
     if not where.include_bots:
         q &= Q(is_bot=False)
     return q
@@ -340,8 +565,10 @@ class DatabaseStore:
 
     name = "database"
 
-    def __init__(self, alias: str | None = None) -> None:
+    def __init__(self, alias: str | None = None, *, rollups: bool = True) -> None:
         self.alias = alias or get_config()["DATABASE_ALIAS"]
+        self.rollups = rollups  # False: every answer from the events table (the exactness test)
+        self.rollup_reads = 0  # answers read from the rollups
 
     def queryset(self, where: Where) -> QuerySet[StoredEvent]:
         return StoredEvent.objects.using(self.alias).filter(where_q(where))
@@ -432,12 +659,23 @@ class DatabaseStore:
             metrics["avg_duration"] = Avg("duration")
         return metrics
 
-    def _time(self, query: AggQuery) -> Expression:
-        assert query.interval is not None
-        return time_bucket(query.interval, query.tz)
+    def _bucketing(self, where: Where, interval: Interval, tz: str) -> Bucketing:
+        vendor = connections[self.alias].vendor
+        days = None
+        if vendor == "sqlite" and not fixed_seconds(interval, tz):
+            days = self._days(where)
+        return time_bucket(interval, tz, vendor, days)
 
-    def _key_ms(self, value: Any) -> int:
-        return bucket_ms(value)
+    def _days(self, where: Where) -> tuple[date, date]:
+        """The UTC days the rows of ``where`` can fall on: its period, or the events' own."""
+        first, last = where.start, where.end
+        events = StoredEvent.objects.using(self.alias)
+        if first is None:
+            first = events.order_by("timestamp").values_list("timestamp", flat=True).first()
+        if last is None:
+            last = events.order_by("-timestamp").values_list("timestamp", flat=True).first()
+        today = datetime.now(UTC)
+        return ((first or today).astimezone(UTC).date(), (last or today).astimezone(UTC).date())
 
     def _aggregate(self, query: AggQuery) -> Buckets:
         qs = self.queryset(query.where)
@@ -445,8 +683,10 @@ class DatabaseStore:
         for column in columns:
             qs = qs.filter(**{f"{column}__isnull": False})
         annotations: dict[str, Any] = {f"g{i}": self._key(n) for i, n in enumerate(query.group_by)}
+        bucketing = None
         if query.interval:
-            annotations["t"] = self._time(query)
+            bucketing = self._bucketing(query.where, query.interval, query.tz)
+            annotations["t"] = bucketing.expression
         key_names = list(annotations)
         grouped = qs.annotate(**annotations).values(*key_names)
         metrics = self._metrics(query)
@@ -462,28 +702,28 @@ class DatabaseStore:
 
         def key(row: dict[str, Any]) -> dict[str, Any]:
             out = {n: row[f"g{i}"] for i, n in enumerate(query.group_by)}
-            if query.interval:
-                out["@timestamp"] = self._key_ms(row["t"])
+            if bucketing is not None:
+                out["@timestamp"] = bucketing.to_ms(row["t"])
             return out
 
         if query.composite:
             page = grouped
             if query.after is not None:
                 after = list(query.after)
-                if query.interval:
-                    after[-1] = self._after_time(query, after[-1])
+                if bucketing is not None and isinstance(after[-1], int):
+                    after[-1] = bucketing.key_of(after[-1])
                 page = page.filter(_after([(k, False, False) for k in key_names], after))
             rows = list(page.annotate(**metrics).order_by(*key_names)[: query.size + 1])
             more = len(rows) > query.size
             rows = rows[: query.size]
             buckets = [{"key": key(r), **shape(r)} for r in rows]
-            self._percentiles(qs, query, annotations, buckets)
+            self._percentiles(qs, query, annotations, buckets, bucketing)
             next_after = list(buckets[-1]["key"].values()) if more and buckets else None
             return Buckets(buckets, next_after)
         if not query.group_by:
             rows = list(grouped.annotate(**metrics).order_by("t"))
             buckets = [{"key": key(r), **shape(r)} for r in rows]
-            self._percentiles(qs, query, annotations, buckets)
+            self._percentiles(qs, query, annotations, buckets, bucketing)
             found = {
                 b["key"]["@timestamp"]: {k: v for k, v in b.items() if k != "key"} for b in buckets
             }
@@ -507,15 +747,8 @@ class DatabaseStore:
             if len(columns) == 2:
                 kids = sorted(kids, key=lambda r: (-r["count"], r["g1"]))[: query.size]
             buckets.extend({"key": key(r), **shape(r)} for r in kids)
-        self._percentiles(qs, query, annotations, buckets)
+        self._percentiles(qs, query, annotations, buckets, bucketing)
         return Buckets(buckets)
-
-    def _after_time(self, query: AggQuery, ms: Any) -> Any:
-        if not isinstance(ms, int):
-            return ms
-        if query.interval and fixed_seconds(query.interval, query.tz):
-            return ms // 1000
-        return datetime.fromtimestamp(ms / 1000, UTC)
 
     def _percentiles(
         self,
@@ -523,6 +756,7 @@ class DatabaseStore:
         query: AggQuery,
         annotations: dict[str, Any],
         buckets: list[dict[str, Any]],
+        bucketing: Bucketing | None,
     ) -> None:
         """Exact percentiles, computed here: SQLite has no percentile function."""
         if "percentiles_duration" not in query.metrics or not buckets:
@@ -537,8 +771,8 @@ class DatabaseStore:
         wanted = {self._bucket_id(b["key"], query) for b in buckets}
         for row in rows.iterator():
             ident = tuple(row[:-1])
-            if query.interval:
-                ident = (*ident[:-1], self._key_ms(ident[-1]))
+            if bucketing is not None:
+                ident = (*ident[:-1], bucketing.to_ms(ident[-1]))
             if ident in wanted:
                 values[ident].append(row[-1])
         for bucket in buckets:
@@ -558,12 +792,34 @@ class DatabaseStore:
     def _rollup(self, where: Where, *fields: str, model: type[Model] | None = None,
                 interval: Interval | None = None, tz: str = "UTC") -> QuerySet[Any] | None:
         """The up-to-date rollup rows for ``where``, or None when only raw events are exact."""
-        chosen = rollup_model(where, fields)
+        chosen = rollup_model(where, fields) if self.rollups else None
         if chosen is None or (model is not None and chosen is not model) \
                 or not rollup_days(interval, tz):
             return None
         ensure_rollups(self.alias)
-        return chosen._default_manager.using(self.alias).filter(rollup_q(where))
+        parts = rollup_parts(self.alias, where)
+        if parts is None or parts[1]:
+            return None
+        self.rollup_reads += 1
+        return chosen._default_manager.using(self.alias).filter(rollup_q(where, parts[0]))
+
+    def _people_in_parts(self, where: Where) -> set[str] | None:
+        """Distinct users of ``where`` from the whole days' user rollup and the cut days' raw
+        events, or None when the rollup cannot serve (a rolling "last 7 days" has cut days)."""
+        if not self.rollups or rollup_model(where, ["user.id"]) is not UserRollup:
+            return None
+        ensure_rollups(self.alias)
+        parts = rollup_parts(self.alias, where)
+        if parts is None or not parts[1]:
+            return None  # no cut days: the plain rollup query answers it in SQL
+        self.rollup_reads += 1
+        people = set(UserRollup._default_manager.using(self.alias).filter(
+            rollup_q(where, parts[0]), user_id__isnull=False).values_list("user_id", flat=True)
+            .distinct().order_by())
+        for edge in parts[1]:
+            people.update(self.queryset(edge).filter(user_id__isnull=False)
+                          .values_list("user_id", flat=True).distinct().order_by())
+        return {str(u) for u in people}
 
     @unavailable_on_error
     def tally(
@@ -608,6 +864,20 @@ class DatabaseStore:
                 out[str(r[column])][bucket_ms(r["day"])] = (r["n"], r["users"])
         return dict(out)
 
+    @unavailable_on_error
+    def split_tally(
+        self, where: Where, field: str, keys: Sequence[str], by: str, values: Sequence[Any]
+    ) -> dict[str, dict[str, int]]:
+        column, split = _path(field), _path(by)
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for chunk in _chunks(keys):
+            rows = (self.queryset(where).filter(**{f"{column}__in": chunk,
+                                                   f"{split}__in": list(values)})
+                    .values_list(column, split).annotate(n=Count("pk")).order_by())
+            for key, value, n in rows:
+                out[str(key)][str(value)] = int(n)
+        return dict(out)
+
     def _people(self, where: Where) -> QuerySet[Any]:
         rolled = self._rollup(where, model=UserRollup)
         qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
@@ -615,12 +885,18 @@ class DatabaseStore:
 
     @unavailable_on_error
     def users(self, where: Where, *, limit: int) -> list[str]:
+        people = self._people_in_parts(where)
+        if people is not None:
+            return sorted(people)[:limit]  # code point order, as the key below sorts
         ids = (self._people(where).annotate(k=self._key("user.id")).values_list("k", flat=True)
                .distinct().order_by("k")[:limit])
         return [str(u) for u in ids]
 
     @unavailable_on_error
     def count_users(self, where: Where) -> int:
+        people = self._people_in_parts(where)
+        if people is not None:
+            return len(people)
         result = self._people(where).aggregate(n=Count("user_id", distinct=True))
         return int(result["n"] or 0)
 
@@ -659,10 +935,11 @@ class DatabaseStore:
                     starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
                 out.add((str(user), starts[day]))
             return out
+        bucketing = self._bucketing(where, interval, tz)
         rows = (self.queryset(where).filter(user_id__isnull=False)
-                .annotate(t=time_bucket(interval, tz)).values_list("user_id", "t")
+                .annotate(t=bucketing.expression).values_list("user_id", "t")
                 .distinct().order_by())
-        return {(str(user), bucket_ms(t)) for user, t in rows}
+        return {(str(user), bucketing.to_ms(t)) for user, t in rows}
 
     @unavailable_on_error
     def counts(self, where: Where, field: str | None, interval: Interval,
@@ -685,10 +962,11 @@ class DatabaseStore:
         qs = self.queryset(where)
         if column:
             qs = qs.filter(**{f"{column}__isnull": False})
-        rows = qs.annotate(t=time_bucket(interval, tz)).values(*names, "t").annotate(
+        bucketing = self._bucketing(where, interval, tz)
+        rows = qs.annotate(t=bucketing.expression).values(*names, "t").annotate(
             n=Count("pk")).order_by()
         for r in rows:
-            out[(str(r[column]) if column else None, bucket_ms(r["t"]))] += int(r["n"])
+            out[(str(r[column]) if column else None, bucketing.to_ms(r["t"]))] += int(r["n"])
         return dict(out)
 
     @unavailable_on_error

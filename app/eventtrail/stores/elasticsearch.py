@@ -314,6 +314,22 @@ class ElasticsearchStore:
         return [Tally(str(b["key"]), int(b["doc_count"]), int(b["users"]["value"]))
                 for b in response.aggregations.k.buckets]
 
+    def split_tally(
+        self, where: Where, field: str, keys: Sequence[str], by: str, values: Sequence[Any]
+    ) -> dict[str, dict[str, int]]:
+        wanted, split = list(dict.fromkeys(keys)), list(dict.fromkeys(values))
+        if not wanted or not split:
+            return {}
+        search = self._agg_search(where, Q("terms", **{registry.FIELDS[by].es: split}))
+        search.aggs.bucket("k", "terms", field=registry.FIELDS[field].es, include=wanted,
+                           size=len(wanted)).bucket(
+            "by", "terms", field=registry.FIELDS[by].es, size=len(split))
+        response = self._run(search)
+        if response is None:
+            return {}
+        return {str(b["key"]): {str(v["key"]): int(v["doc_count"]) for v in b["by"]["buckets"]}
+                for b in response.aggregations.k.buckets}
+
     def daily_tally(
         self, where: Where, field: str, keys: Sequence[str]
     ) -> dict[str, dict[int, tuple[int, int]]]:

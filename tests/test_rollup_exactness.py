@@ -1,0 +1,144 @@
+"""The database store's rollups answer exactly what a raw scan of the events answers.
+
+Every analytics primitive runs twice on the same history, once free to read the daily rollups
+and once made to scan the events table, over random periods: UTC midnights, ends cut just after
+a day's last event (a period ending "now"), starts just before a day's first, arbitrary moments
+and open ends, with random filters, intervals and time zones. Both must agree to the event, and
+a good share of the answers must really have come from the rollups."""
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Max, Min
+from eventtrail.analytics import compute
+from eventtrail.delivery.sinks import DatabaseSink
+from eventtrail.models import StoredEvent
+from eventtrail.stores.database import DatabaseStore, ensure_rollups, reset_rollups
+from eventtrail.stores.query import parse_interval
+
+from tests.support import analytics_data as data
+from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
+
+TZS = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"]
+INTERVALS = ["day", "week", "month", "hour", "6h"]
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("events", marks=pytest.mark.django_db(databases=["default", "events"])),
+    pytest.param("postgresql", marks=[
+        pytest.mark.postgres,
+        pytest.mark.django_db(databases=["default", "events", "analytics_pg"])]),
+])
+def alias(request, history):  # noqa: F811
+    return request.getfixturevalue("pg_history") if request.param == "postgresql" else "events"
+
+
+def _moments(alias: str, rng: random.Random) -> list[datetime | None]:
+    events = StoredEvent.objects.using(alias)
+    bounds = events.aggregate(first=Min("timestamp"), last=Max("timestamp"))
+    first, last = bounds["first"], bounds["last"]
+    days = (last.date() - first.date()).days + 1
+    moments: list[datetime | None] = [None]
+    for _ in range(6):
+        day = datetime.combine(first.date() + timedelta(days=rng.randrange(days + 1)),
+                               datetime.min.time(), UTC)
+        moments.append(day)  # a UTC midnight
+        within = events.filter(timestamp__gte=day, timestamp__lt=day + timedelta(days=1))
+        edge = within.aggregate(first=Min("timestamp"), last=Max("timestamp"))
+        if edge["last"] is not None:
+            # Just after the day's last event: nothing lies beyond it that day ("now").
+            moments.append(edge["last"] + timedelta(milliseconds=rng.randrange(1, 5000)))
+            moments.append(edge["first"] - timedelta(milliseconds=rng.randrange(0, 5000)))
+        moments.append(first + (last - first) * rng.random())  # anywhere
+    moments.append(last + timedelta(seconds=1))
+    return moments
+
+
+def _answers(store: DatabaseStore, where, tz: str, interval, people: list[str]) -> dict:
+    out = {}
+    for field in (compute.TARGET, compute.USER, compute.COMMUNITY, "event.action"):
+        tallied = store.tally(where, field, size=15)
+        out[f"tally {field}"] = tallied
+        keys = [t.key for t in tallied[:5]]
+        out[f"tally {field} keys"] = store.tally(where, field, keys=keys + ["no-such-key"])
+        out[f"daily {field}"] = store.daily_tally(where, field, keys)
+    out["users"] = store.users(where, limit=1000)
+    out["count_users"] = store.count_users(where)
+    out["first_seen"] = store.first_seen(where, people)
+    out["active_pairs"] = store.active_pairs(where, interval, tz)
+    out["counts"] = store.counts(where, None, interval, tz)
+    out["counts by action"] = store.counts(where, "event.action", interval, tz)
+    out["top_users"] = store.top_users(where, 10)
+    out["freshness"] = store.freshness(where)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trickled(alias, django_db_blocker):
+    """More views arriving through the database sink a few at a time, as a live site's do, onto
+    old days and new, some batches sent twice: each is added to the rollups in place. Removed
+    afterwards (the history is the module's)."""
+    with django_db_blocker.unblock():  # committed, outside any test's transaction
+        ids = _trickle(alias)
+    yield ids
+    with django_db_blocker.unblock():
+        StoredEvent.objects.using(alias).filter(id__in=ids).delete()
+        reset_rollups(alias)
+
+
+def _trickle(alias: str) -> list[str]:
+    rng = random.Random(7)
+    events = StoredEvent.objects.using(alias)
+    bounds = events.aggregate(first=Min("timestamp"), last=Max("timestamp"))
+    span = bounds["last"] - bounds["first"]
+    targets = sorted(set(events.exclude(target_id=None).values_list("target_id", flat=True)))
+    communities = sorted(set(events.exclude(community_slug=None)
+                             .values_list("community_slug", flat=True)))
+    views = [data._view(bounds["first"] + span * rng.random(),
+                        rng.choice([None, "7001", "7002", "7003"]), rng.choice(targets[:20]),
+                        rng.choice(communities), rng.choice([200, 200, 200, 404]))
+             for _ in range(400)]
+    docs = [data.prepare(v)[1] for v in views]
+    sink = DatabaseSink(alias)
+    ensure_rollups(alias)
+    for i in range(0, len(docs), 7):
+        sink.send(docs[i:i + 7])
+        if i % 70 == 0:
+            sink.send(docs[i:i + 7])  # re-sent after a lost acknowledgement
+    return [json.loads(d)["event"]["id"] for d in docs]
+
+
+def test_rollups_answer_exactly_what_the_events_table_answers(alias, trickled):
+    rng = random.Random(2029)
+    rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
+    moments = _moments(alias, rng)
+    events = StoredEvent.objects.using(alias)
+    assert events.filter(id__in=trickled).count() == len(trickled)
+    communities = sorted(set(events.exclude(community_slug=None)
+                             .values_list("community_slug", flat=True)))
+    people = sorted(set(events.exclude(user_id=None).values_list("user_id", flat=True)))
+    targets = sorted(set(events.exclude(target_id=None).values_list("target_id", flat=True)))
+    cases = 0
+    for _ in range(40):
+        start, end = rng.choice(moments), rng.choice(moments)
+        if start is not None and end is not None and start > end:
+            start, end = end, start
+        tz = rng.choice(["UTC", "UTC", *TZS])
+        interval = parse_interval(rng.choice(INTERVALS))
+        filters = rng.choice([
+            {}, {"actions": [compute.VIEW]}, {"actions": [compute.VIEW, compute.CREATE]},
+            {"community": rng.choice(communities)}, {"user": rng.choice(people)},
+            {"target": rng.choice(targets), "actions": [compute.VIEW]},
+            {"equals": {"eventtrail.target.type": "article"}},
+        ])
+        where = compute.where(None, start=start, end=end, **filters)
+        sample = rng.sample(people, min(20, len(people)))
+        assert _answers(rolled, where, tz, interval, sample) == \
+            _answers(raw, where, tz, interval, sample), (start, end, tz, interval, filters)
+        cases += 1
+    assert raw.rollup_reads == 0
+    # Most periods above have clean ends; the rollups must have answered many of the calls.
+    assert rolled.rollup_reads >= cases * 5, rolled.rollup_reads
