@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -120,11 +121,30 @@ def _percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f}%"
 
 
-def _engagement_panels(viewer: Any, store: Any, p: Params,
-                       community: str | None) -> list[dict[str, Any]]:
+PANEL_THREADS = 4  # store questions a page asks the search engine at once
+
+
+def _gather(store: Any, questions: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Each panel's answer. The search engine is asked them at once, as Kibana asks for a
+    dashboard's panels (each is a small aggregation, and a page has about fifteen); the database
+    stores one after another, in the request's own connection."""
+    if getattr(store, "name", "") != "elasticsearch" or len(questions) < 2:
+        return {name: ask() for name, ask in questions.items()}
+    with ThreadPoolExecutor(max_workers=min(PANEL_THREADS, len(questions))) as pool:
+        futures = {name: pool.submit(ask) for name, ask in questions.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _engagement_questions(store: Any, p: Params,
+                          community: str | None) -> dict[str, Callable[[], Any]]:
+    return {"depth": lambda: compute.reading_depth(store, p, community),
+            "video": lambda: compute.video_completion(store, p, community)}
+
+
+def _engagement_panels(viewer: Any, answers: dict[str, Any]) -> list[dict[str, Any]]:
     """Reading depth per article and video completion; charts only when there is data, so an
     empty panel never draws a blank canvas."""
-    depth = compute.reading_depth(store, p, community)
+    depth = answers["depth"]
     depths = [f"{d}%" for d in depth["depths"]]
     rows = _article_rows(viewer, depth["results"], ["views"])
     for row, r in zip(rows, depth["results"], strict=True):
@@ -135,7 +155,7 @@ def _engagement_panels(viewer: Any, store: Any, p: Params,
         depth_chart = _bar([r[0] for r in rows], [
             (f"reached {label}", [round((r["share"][i] or 0) * 100) for r in results])
             for i, label in enumerate(depths)], horizontal=True)
-    video = compute.video_completion(store, p, community)
+    video = answers["video"]
     quartiles = [f"{q}%" for q in video["quartiles"]]
     video_rows = [[r["video"], r["plays"], *r["progress"], r["ended"], _percent(r["completion"])]
                   for r in video["results"]]
@@ -157,10 +177,17 @@ def _engagement_panels(viewer: Any, store: Any, p: Params,
     ]
 
 
-def _activity_panels(store: Any, p: Params, community: str | None) -> list[dict[str, Any]]:
-    active = compute.active_users(store, p, community)
-    returning = compute.new_returning(store, p, community)
-    members = compute.top_members(store, p, community)
+def _activity_questions(store: Any, p: Params,
+                        community: str | None) -> dict[str, Callable[[], Any]]:
+    return {"active": lambda: compute.active_users(store, p, community),
+            "returning": lambda: compute.new_returning(store, p, community),
+            "members": lambda: compute.top_members(store, p, community),
+            "actions": lambda: compute.events_over_time(store, p, community=community),
+            "changes": lambda: compute.content_changes(store, p, community)}
+
+
+def _activity_panels(answers: dict[str, Any]) -> list[dict[str, Any]]:
+    active, returning, members = answers["active"], answers["returning"], answers["members"]
     member_rows = [[m["name"] or f"user {m['user']}", m["events"]] for m in members["results"]]
     return [
         _table_panel("dau", "Active users now", ["Last day", "Last 7 days", "Last 30 days"],
@@ -178,10 +205,8 @@ def _activity_panels(store: Any, p: Params, community: str | None) -> list[dict[
         _table_panel("members", "Most active members", ["Member", "Events"], member_rows,
                      chart=_bar(member_rows and [r[0] for r in member_rows],
                                 [("events", [r[1] for r in member_rows])], horizontal=True)),
-        _timeline("actions", "Events by action", compute.events_over_time(
-            store, p, community=community)),
-        _timeline("changes", "Edits and state changes", compute.content_changes(
-            store, p, community)),
+        _timeline("actions", "Events by action", answers["actions"]),
+        _timeline("changes", "Edits and state changes", answers["changes"]),
     ]
 
 
@@ -258,12 +283,18 @@ def links_for(user: Any) -> list[tuple[str, str]]:
 
 
 def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str, Any]]:
-    viewed = compute.most_viewed(store, p, user=user)
-    mine = compute.user_articles(store, p, user)
+    # Recommendations read the last 30 days whatever the period: co-use needs the history.
+    recent = replace(p, days=30)
+    answers = _gather(store, {
+        "viewed": lambda: compute.most_viewed(store, p, user=user),
+        "mine": lambda: compute.user_articles(store, p, user),
+        "actions": lambda: compute.events_over_time(store, p, user=user),
+        "likes": lambda: compute.communities_for_you(store, recent, user)})
+    viewed, mine = answers["viewed"], answers["mine"]
     by_state = mine["by_state"]
     mine_rows = _article_rows(viewer, mine["results"], ["state", "views", "viewers"])
     panels = [
-        _timeline("my-actions", "What I did", compute.events_over_time(store, p, user=user)),
+        _timeline("my-actions", "What I did", answers["actions"]),
         _most_viewed_panel(viewer, "my-viewed", "Articles I read most", viewed),
         _table_panel("my-articles", "My articles by state", ["Article", "State", "Views",
                                                             "Viewers"], mine_rows,
@@ -271,9 +302,7 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
                      chart=_bar(list(by_state), [("articles", list(by_state.values()))],
                                 kind="doughnut")),
     ]
-    # Recommendations read the last 30 days whatever the period: co-use needs the history.
-    p = replace(p, days=30)
-    likes = compute.communities_for_you(store, p, user)
+    likes = answers["likes"]
     like_rows = [[r["community"], r.get("lift", "popular"), r.get("co_users", r.get("users"))]
                  for r in likes["results"]]
     panels.append(_table_panel("for-you", "Communities you may like",
@@ -281,7 +310,7 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
                                note="Used by people active where you are, ranked by lift."))
     if viewed["results"]:
         top = str(viewed["results"][0]["article"])
-        also = compute.also_read(store, p, top, user)
+        also = compute.also_read(store, recent, top, user)
         rows = _article_rows(viewer, also["results"], ["lift", "co_users"], visible_only=True)
         name = _article_rows(viewer, [{"article": top}], [])[0][0]["text"]
         panels.append(_table_panel("also-read", f"Readers of “{name}” also read",
@@ -317,7 +346,11 @@ my_activity_data = my_activity
 
 
 def _community_panels(viewer: Any, store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
-    trend = compute.trending(store, p, slug)
+    answers = _gather(store, {
+        "trend": lambda: compute.trending(store, p, slug),
+        "viewed": lambda: compute.most_viewed(store, p, community=slug),
+        **_engagement_questions(store, p, slug), **_activity_questions(store, p, slug)})
+    trend = answers["trend"]
     rows = _article_rows(viewer, trend["results"], ["score", "heat", "momentum", "views"])
     trending = _table_panel(
         "trending", f"Trending (last {trend['days']} days)",
@@ -326,9 +359,8 @@ def _community_panels(viewer: Any, store: Any, p: Params, slug: str) -> list[dic
              "fully and repeat views a quarter, times the rise over the window before.",
         chart=_bar([r[0] for r in rows], [("score", [r[1] for r in rows])], horizontal=True))
     viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed in the period",
-                                compute.most_viewed(store, p, community=slug))
-    return [trending, viewed, *_engagement_panels(viewer, store, p, slug),
-            *_activity_panels(store, p, slug)]
+                                answers["viewed"])
+    return [trending, viewed, *_engagement_panels(viewer, answers), *_activity_panels(answers)]
 
 
 def _check_community(request: HttpRequest, slug: str) -> None:
@@ -350,10 +382,11 @@ community_data = community
 
 
 def _site_panels(viewer: Any, store: Any, p: Params) -> list[dict[str, Any]]:
-    viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed articles",
-                                compute.most_viewed(store, p))
-    return [*_activity_panels(store, p, None), viewed,
-            *_engagement_panels(viewer, store, p, None)]
+    answers = _gather(store, {"viewed": lambda: compute.most_viewed(store, p),
+                              **_activity_questions(store, p, None),
+                              **_engagement_questions(store, p, None)})
+    viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed articles", answers["viewed"])
+    return [*_activity_panels(answers), viewed, *_engagement_panels(viewer, answers)]
 
 
 @login_required

@@ -221,8 +221,8 @@ EPOCH_DAY = date(1970, 1, 1)
 @lru_cache(maxsize=256)
 def zone_offsets(tz: str, first_day: date, last_day: date) -> tuple[tuple[int, int], ...]:
     """The zone's UTC offsets from ``first_day`` to ``last_day``: ((from epoch second, offset
-    seconds), ...), the first from the start. Found by sampling each day's noon and bisecting to
-    the second where the offset changes, so no transition inside the range is missed."""
+    seconds), ...), the first from the start. Found by sampling once a day and bisecting to the
+    second where the offset changes (zones change at most twice a year, never twice a day)."""
     zone = ZoneInfo(tz)
 
     def offset(second: int) -> int:
