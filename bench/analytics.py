@@ -52,7 +52,12 @@ def _django(var_dir: Path, events_url: str = "") -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    settings.EVENTTRAIL = {**settings.EVENTTRAIL, "API_THROTTLE_RATE": THROTTLE_OFF}
+    # The bench's own requests are not recorded: the only new events are those it adds on
+    # purpose, so a poll with nothing new gets its 304, and no worker competes for the CPU.
+    from django.test.utils import override_settings
+
+    override_settings(EVENTTRAIL={**settings.EVENTTRAIL, "API_THROTTLE_RATE": THROTTLE_OFF,
+                                  "ENABLED": False}).enable()  # announced: caches dropped
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     call_command("migrate", verbosity=0)
     call_command("migrate", database="events", verbosity=0)
@@ -278,8 +283,18 @@ def _measure(repeat: int, budget: float) -> dict[str, dict[str, Any]]:
         results[name] = _summary(samples)
     # A live page's two polls: nothing new (ETag still holds: 304), and one event just arrived.
     site = "/analytics/site/data.json"
-    _, response = _get(clients["staff"], site)
-    unchanged = [_get(clients["staff"], site, response["ETag"])[0] for _ in range(max(repeat, 3))]
+    unchanged = []
+    for _ in range(max(repeat, 3)):
+        # The tag holds the minute (relative periods move with the clock): one taken just before
+        # a minute turns is refreshed once.
+        for attempt in range(2):
+            _, response = _get(clients["staff"], site)
+            try:
+                unchanged.append(_get(clients["staff"], site, response["ETag"])[0])
+                break
+            except SystemExit:
+                if attempt:
+                    raise
     results["poll: site data.json, nothing new (304)"] = _summary(unchanged)
     fresh = []
     for _ in range(3 if repeat <= 5 else repeat // 2):

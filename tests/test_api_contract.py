@@ -100,7 +100,7 @@ def es87_data(elasticsearch_engine, documents) -> Any:
 @pytest.fixture(scope="module")
 def postgres_alias(django_db_blocker, documents) -> Iterator[str]:
     """The events table on a throwaway PostgreSQL, under its own alias, holding the same rows."""
-    with pg_fixture.events_alias(PG_ALIAS, [StoredEvent], documents, django_db_blocker):
+    with pg_fixture.events_alias(PG_ALIAS, documents, django_db_blocker):
         yield PG_ALIAS
 
 

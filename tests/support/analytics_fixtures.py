@@ -14,7 +14,7 @@ from community.states import PUBLIC_STATES
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from eventtrail.delivery.sinks import DatabaseSink
-from eventtrail.models import STORE_MODELS, StoredEvent
+from eventtrail.models import StoredEvent
 from eventtrail.stores.database import reset_rollups
 
 from tests.support import analytics_data as data
@@ -99,7 +99,7 @@ def es87_history(elasticsearch_engine, history) -> Any:
 @pytest.fixture(scope="module")
 def pg_history(django_db_blocker, history) -> Iterator[str]:
     """The same events (and empty rollups) on a throwaway PostgreSQL, under their own alias."""
-    with pg_fixture.events_alias(PG_ALIAS, STORE_MODELS, history["documents"], django_db_blocker):
+    with pg_fixture.events_alias(PG_ALIAS, history["documents"], django_db_blocker):
         yield PG_ALIAS
 
 

@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,15 +121,15 @@ def cluster() -> Iterator[Cluster]:
 
 
 @contextmanager
-def events_alias(alias: str, models: Iterable[type], documents: list[dict], blocker: Any
-                 ) -> Iterator[str]:
-    """A throwaway cluster under ``alias`` (settings of the ``events`` alias), with ``models``'
-    tables, holding ``documents`` written through the database sink. Fails the test, never
+def events_alias(alias: str, documents: list[dict], blocker: Any) -> Iterator[str]:
+    """A throwaway cluster under ``alias`` (settings of the ``events`` alias), with the embedded
+    store's tables (events and rollups), holding ``documents`` written through the database
+    sink. Fails the test, never
     skips, when PostgreSQL cannot start."""
     import pytest
     from django.db import connections
     from eventtrail.delivery.sinks import DatabaseSink
-    from eventtrail.models import StoredEvent
+    from eventtrail.models import STORE_MODELS, StoredEvent
 
     try:
         running = cluster()
@@ -143,7 +143,7 @@ def events_alias(alias: str, models: Iterable[type], documents: list[dict], bloc
     try:
         with blocker.unblock():
             with connections[alias].schema_editor() as editor:
-                for model in models:
+                for model in STORE_MODELS:
                     editor.create_model(model)
             DatabaseSink(alias=alias).send([json.dumps(d) for d in documents])
             assert StoredEvent.objects.using(alias).count() == len(documents)

@@ -241,11 +241,8 @@ class DatabaseSink:
 
     name = "database"
 
-    STATISTICS_EVERY = 20  # batches between looks at whether SQLite's statistics are stale
-
     def __init__(self, alias: str | None = None) -> None:
         self.alias = alias or get_config()["DATABASE_ALIAS"]
-        self.batches = 0
 
     def send(self, docs: Sequence[str]) -> None:
         from django.db import DatabaseError, close_old_connections, connections, transaction
@@ -257,7 +254,6 @@ class DatabaseSink:
             add_to_rollups,
             ensure_rollups,
             lock_rollups,
-            refresh_statistics,
         )
 
         rows: dict[str, StoredEvent] = {}
@@ -283,9 +279,6 @@ class DatabaseSink:
                     events.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
                     if state.checked_to is not None:  # else the next build counts them
                         add_to_rollups(self.alias, fresh)
-                self.batches += 1
-                if self.batches % self.STATISTICS_EVERY == 1:
-                    refresh_statistics(self.alias)
             except DatabaseError as exc:
                 # A broken connection must not poison every later attempt.
                 connections[self.alias].close()

@@ -511,32 +511,6 @@ def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
             target_rows.create(day=day, events=n, target_id=target, **keys)
 
 
-def refresh_statistics(alias: str) -> None:
-    """SQLite plans its queries from statistics nothing refreshes on its own (PostgreSQL's
-    autovacuum does), and plans badly without them: at a million events, issue 29's run found
-    the reading-depth panel at 6.3 s without them and 2.2 s with. So when the events table has
-    10,000 rows and no statistics, or has doubled since they were taken, take them again, from
-    a sample (``analysis_limit``: milliseconds at a million rows)."""
-    connection = connections[alias]
-    if connection.vendor != "sqlite":
-        return
-    table = StoredEvent._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f'SELECT max(rowid) FROM "{table}"')  # an index look: the newest row
-        rows = int(cursor.fetchone()[0] or 0)
-        if rows < 10_000:
-            return
-        try:
-            cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = %s LIMIT 1", [table])
-            found = cursor.fetchone()
-        except DatabaseError:  # no ANALYZE ever: the table does not exist yet
-            found = None
-        measured = int(str(found[0]).split()[0]) if found else 0
-        if rows > 2 * measured:
-            cursor.execute("PRAGMA analysis_limit = 1000")
-            cursor.execute("ANALYZE")
-
-
 def reset_rollups(alias: str) -> None:
     """Forget the rollups; the next query rebuilds them. Call it after deleting events
     (retention), which the ingest watermark cannot see."""
