@@ -260,11 +260,10 @@ def _new_event(who: dict[str, str]) -> None:
 
 
 def _summary(samples: list[float]) -> dict[str, Any]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    middle = ordered[len(ordered) // 2] if len(ordered) % 2 else (
-        ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
-    return {"p50": round(middle, 1), "p95": round(p95, 1), "n": len(ordered)}
+    from bench import _common
+
+    return {"p50": round(_common.median(samples), 1),
+            "p95": round(_common.percentile(samples, 95), 1), "n": len(samples)}
 
 
 def _measure(repeat: int, budget: float) -> dict[str, dict[str, Any]]:

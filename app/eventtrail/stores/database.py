@@ -307,7 +307,6 @@ class Bucketing:
     """How a query buckets time on this database: the SQL key and its conversions."""
 
     expression: Expression
-    interval: Interval
     tz: str
 
     def to_ms(self, key: Any) -> int:
@@ -331,11 +330,11 @@ def time_bucket(interval: Interval, tz: str, vendor: str = "",
     by its own date_trunc in the zone."""
     seconds = fixed_seconds(interval, tz)
     if seconds:
-        return Bucketing(EpochBucket("timestamp", seconds), interval, tz)
+        return Bucketing(EpochBucket("timestamp", seconds), tz)
     calendar = interval.calendar or "day"
     if vendor == "sqlite" and days is not None:
-        return Bucketing(LocalBucket("timestamp", calendar, zone_offsets(tz, *days)), interval, tz)
-    return Bucketing(Trunc("timestamp", calendar, tzinfo=ZoneInfo(tz)), interval, tz)
+        return Bucketing(LocalBucket("timestamp", calendar, zone_offsets(tz, *days)), tz)
+    return Bucketing(Trunc("timestamp", calendar, tzinfo=ZoneInfo(tz)), tz)
 
 
 def bucket_ms(value: Any) -> int:
