@@ -113,6 +113,9 @@ class DailyRollup(models.Model):
     # The HTTP status of request events (NULL for the others): a view counts as a read only
     # when it succeeded, and the rollups must answer that exactly.
     status_code = models.IntegerField(null=True)
+    # The grain's columns as one text (stores.database.grain_key), unique with the day: the
+    # key the sink's upsert increments on, NULL kept apart from '' and 0.
+    grain = models.TextField()
     events = models.BigIntegerField()
 
     class Meta:
@@ -134,6 +137,7 @@ class UserRollup(DailyRollup):
             models.Index(fields=["community_slug", "day"], name="et_ur_community"),
             models.Index(fields=["user_id", "day"], name="et_ur_user"),
         ]
+        constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_ur_grain")]
 
 
 class TargetRollup(DailyRollup):
@@ -149,6 +153,7 @@ class TargetRollup(DailyRollup):
             models.Index(fields=["target_id", "day"], name="et_tr_target"),
             models.Index(fields=["user_id", "day"], name="et_tr_user"),
         ]
+        constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_tr_grain")]
 
 
 class RollupState(models.Model):

@@ -268,7 +268,7 @@ class DatabaseSink:
                 with transaction.atomic(using=self.alias):
                     # Locked before the check below, so the rows found new are the ones this
                     # transaction inserts, and a rebuild waits for it.
-                    state = lock_rollups(self.alias, exclusive=False)
+                    state = lock_rollups(self.alias)
                     events = StoredEvent.objects.using(self.alias)
                     ids = list(rows)
                     stored: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,10 +27,9 @@ from django.db.models import (
     Q,
     QuerySet,
     Sum,
-    Value,
 )
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, Collate, Greatest, Trunc
+from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.conf import get_config
@@ -344,7 +344,7 @@ def bucket_ms(value: Any) -> int:
     return int(value) * 1000
 
 
-def _chunks(values: Sequence[str]) -> list[list[str]]:
+def _chunks(values: Sequence[T]) -> list[list[T]]:
     items = list(dict.fromkeys(values))
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
@@ -364,6 +364,9 @@ USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot", "s
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
                          "user.id", "http.response.status_code"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
+GRAINS: dict[type[Model], tuple[str, ...]] = {UserRollup: USER_GRAIN,
+                                              TargetRollup: (*USER_GRAIN, "target_id")}
+_FIELDS = {f.name: f for f in TargetRollup._meta.concrete_fields}
 ROLLUP = "daily"
 
 
@@ -431,29 +434,30 @@ def _rebuild_day(alias: str, day: date) -> None:
     start = _day_start(day)
     raw = StoredEvent.objects.using(alias).filter(timestamp__gte=start,
                                                   timestamp__lt=start + timedelta(days=1))
-    UserRollup._default_manager.using(alias).filter(day=day).delete()
-    TargetRollup._default_manager.using(alias).filter(day=day).delete()
-    users = raw.values(*USER_GRAIN).annotate(n=Count("pk"), name=Max("user_name")).order_by()
-    UserRollup._default_manager.using(alias).bulk_create(
-        [UserRollup(day=day, events=r["n"], user_name=r["name"], **{c: r[c] for c in USER_GRAIN})
-         for r in users], batch_size=1000)
-    targets = raw.values(*USER_GRAIN, "target_id").annotate(n=Count("pk")).order_by()
-    TargetRollup._default_manager.using(alias).bulk_create(
-        [TargetRollup(day=day, events=r["n"], target_id=r["target_id"],
-                      **{c: r[c] for c in USER_GRAIN}) for r in targets], batch_size=1000)
+    for model in (UserRollup, TargetRollup):
+        model._default_manager.using(alias).filter(day=day).delete()
+        grain = GRAINS[model]
+        extra = {"name": Max("user_name")} if model is UserRollup else {}
+        rows = raw.values(*grain).annotate(n=Count("pk"), **extra).order_by()
+        made: list[Any] = [model(day=day, events=r["n"], grain=grain_key([r[c] for c in grain]),
+                                 **({"user_name": r["name"]} if extra else {}),
+                                 **{c: r[c] for c in grain}) for r in rows]
+        model._default_manager.using(alias).bulk_create(made, batch_size=1000)
 
 
-def lock_rollups(alias: str, *, exclusive: bool) -> RollupState:
-    """Lock the rollups' state row for this transaction and return it. Shared (PostgreSQL FOR
-    SHARE) for a sink adding its batch, exclusive for a rebuild, so a rebuild never misses a
-    batch committed while it reads. SQLite has one writer at a time: a write takes its lock at
-    once, so the rows read next cannot change before the transaction ends."""
+def lock_rollups(alias: str) -> RollupState:
+    """Lock the rollups' state row for this transaction and return it: one writer at a time,
+    a sink adding its batch or a rebuild. So the events a sink finds new before it inserts are
+    exactly those it inserts (two sinks given the same event would otherwise both count it),
+    and a rebuild never misses a batch committed while it reads. PostgreSQL: FOR UPDATE.
+    SQLite has one writer at a time anyway: a write takes its lock at once, so the rows read
+    next cannot change before the transaction ends."""
     manager = RollupState._default_manager.using(alias)
     manager.get_or_create(name=ROLLUP)
     if connections[alias].vendor == "postgresql":
         table = RollupState._meta.db_table
-        mode = "UPDATE" if exclusive else "SHARE"
-        return list(manager.raw(f"SELECT * FROM {table} WHERE name = %s FOR {mode}", [ROLLUP]))[0]
+        return list(manager.raw(f"SELECT * FROM {table} WHERE name = %s FOR UPDATE",
+                                [ROLLUP]))[0]
     manager.filter(name=ROLLUP).update(name=ROLLUP)
     return manager.get(name=ROLLUP)
 
@@ -466,7 +470,7 @@ def ensure_rollups(alias: str) -> None:
     if states.filter(name=ROLLUP, checked_to__isnull=False).exists():
         return
     with transaction.atomic(using=alias):
-        state = lock_rollups(alias, exclusive=True)
+        state = lock_rollups(alias)
         if state.checked_to is not None:
             return  # another process built them while this one waited
         UserRollup._default_manager.using(alias).all().delete()
@@ -479,35 +483,67 @@ def ensure_rollups(alias: str) -> None:
         state.save(using=alias)
 
 
+def grain_key(values: Sequence[Any]) -> str:
+    """A rollup row's grain as one exact, indexable text: NULL stays apart from '' and 0."""
+    return json.dumps(list(values), separators=(",", ":"), default=str)
+
+
+def _grain_of(model: type[Model], row: StoredEvent) -> tuple[Any, ...]:
+    """The row's grain in the rollup's column types, as a rebuild reads them back."""
+    return tuple(_FIELDS[c].to_python(getattr(row, c)) for c in GRAINS[model])
+
+
+def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
+            names: dict[tuple[Any, ...], str] | None = None) -> None:
+    """Add ``counts`` ({(day, *grain): n}) to a rollup table in a few statements: INSERT ... ON
+    CONFLICT (day, grain) DO UPDATE SET events = events + n: a grain has one row, however its
+    events arrive. ``names``: a
+    grain's greatest user name, kept as the rebuild keeps it (the database's order)."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ["day", "grain", *GRAINS[model], "events"]
+    update = f"events = {table}.events + excluded.events"
+    if names is not None:
+        columns.append("user_name")
+        update += (f", user_name = CASE WHEN excluded.user_name IS NOT NULL AND ("
+                   f"{table}.user_name IS NULL OR excluded.user_name > {table}.user_name) "
+                   f"THEN excluded.user_name ELSE {table}.user_name END")
+    rows = []
+    # In key order, as every writer (and the rebuild's reading) goes.
+    for (day, *grain), n in sorted(counts.items(), key=lambda item: (item[0][0],
+                                                                      grain_key(item[0][1:]))):
+        row = [connection.ops.adapt_datefield_value(day), grain_key(grain), *grain, n]
+        if names is not None:
+            row.append(names.get((day, *grain)))
+        rows.append(row)
+    per = max(1, 900 // len(columns))  # bound parameters per statement, under SQLite's limit
+    head = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) VALUES "
+    tail = f" ON CONFLICT (day, grain) DO UPDATE SET {update}"
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    with connection.cursor() as cursor:
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            cursor.execute(head + ", ".join([one] * len(chunk)) + tail,
+                           [value for row in chunk for value in row])
+
+
 def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
     """Count newly inserted events into the rollups, in the caller's transaction (which holds
-    ``lock_rollups``). Each grain's row is incremented in place (``events = events + n``), so
-    concurrent writers never lose a count; two writers creating the same grain at once leave two
-    rows, which every read adds up anyway."""
-    users: dict[tuple[Any, ...], list[Any]] = {}
+    ``lock_rollups``)."""
+    users: dict[tuple[Any, ...], int] = defaultdict(int)
+    names: dict[tuple[Any, ...], str] = {}
     targets: dict[tuple[Any, ...], int] = defaultdict(int)
     for row in rows:
         day = row.timestamp.astimezone(UTC).date()
-        grain = (day, *(getattr(row, c) for c in USER_GRAIN))
-        count_names = users.setdefault(grain, [0, set()])
-        count_names[0] += 1
-        if row.user_name is not None:
-            count_names[1].add(row.user_name)
-        targets[(*grain, row.target_id)] += 1
-    user_rows = UserRollup._default_manager.using(alias)
-    for (day, *columns), (n, names) in users.items():
-        keys = dict(zip(USER_GRAIN, columns, strict=True))
-        changes: dict[str, Any] = {"events": F("events") + n}
-        if names:
-            values = [Value(name) for name in sorted(names)]
-            changes["user_name"] = Greatest(Coalesce("user_name", values[0]), *values)
-        if not user_rows.filter(day=day, **keys).update(**changes):
-            user_rows.create(day=day, events=n, user_name=max(names) if names else None, **keys)
-    target_rows = TargetRollup._default_manager.using(alias)
-    for (day, *columns, target), n in targets.items():
-        keys = dict(zip(USER_GRAIN, columns, strict=True))
-        if not target_rows.filter(day=day, target_id=target, **keys).update(events=F("events") + n):
-            target_rows.create(day=day, events=n, target_id=target, **keys)
+        grain = (day, *_grain_of(UserRollup, row))
+        users[grain] += 1
+        if row.user_name is not None and (grain not in names or row.user_name > names[grain]):
+            names[grain] = row.user_name
+        targets[(day, *_grain_of(TargetRollup, row))] += 1
+    if users:
+        _upsert(alias, UserRollup, users, names)
+        _upsert(alias, TargetRollup, targets)
 
 
 def reset_rollups(alias: str) -> None:
