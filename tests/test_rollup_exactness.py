@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from eventtrail.analytics import compute
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
 from eventtrail.stores.database import DatabaseStore, ensure_rollups, reset_rollups
-from eventtrail.stores.query import parse_interval
+from eventtrail.stores.query import Filter, Where, parse_interval
 
 from tests.support import analytics_data as data
 from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
@@ -57,6 +58,10 @@ def _moments(alias: str, rng: random.Random) -> list[datetime | None]:
     return moments
 
 
+def _and(where: Where, extra: Filter) -> Where:
+    return replace(where, filters=(*where.filters, extra))
+
+
 def _answers(store: DatabaseStore, where, tz: str, interval, people: list[str]) -> dict:
     out = {}
     for field in (compute.TARGET, compute.USER, compute.COMMUNITY, "event.action"):
@@ -72,6 +77,15 @@ def _answers(store: DatabaseStore, where, tz: str, interval, people: list[str]) 
     out["counts"] = store.counts(where, None, interval, tz)
     out["counts by action"] = store.counts(where, "event.action", interval, tz)
     out["top_users"] = store.top_users(where, 10)
+    # Engagement, from the target rollup's scroll depth and video columns.
+    scrolls = _and(where, Filter("event.action", "exact", compute.SCROLL))
+    read = [t.key for t in store.tally(scrolls, compute.TARGET, size=8)]
+    out["split depth"] = store.split_tally(scrolls, compute.TARGET, read, compute.DEPTH,
+                                           compute.QUARTILES)
+    out["tally depth"] = store.tally(where, compute.DEPTH, size=15)
+    out["tally video"] = store.tally(where, compute.VIDEO, size=15)
+    out["tally video at 50"] = store.tally(_and(where, Filter(compute.QUARTILE, "exact", 50)),
+                                           compute.VIDEO, size=15)
     out["freshness"] = store.freshness(where)
     return out
 

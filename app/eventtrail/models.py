@@ -1,6 +1,7 @@
 """The embedded store: one row per event, indexed columns plus the whole document as JSON."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.db import models
@@ -31,7 +32,31 @@ COLUMNS: dict[str, str] = {
     "eventtrail.target.state": "target_state",
     "eventtrail.target.previous_state": "target_previous_state",
     "eventtrail.bot": "is_bot",
+    # Engagement: reading depth and video completion group on these, from the target rollup.
+    "eventtrail.browser.scroll_depth": "scroll_depth",
+    "eventtrail.video.id": "video_id",
+    "eventtrail.video.progress": "video_progress",
 }
+# Number columns and the bound of their SQL type (bigint, integer).
+INTEGER_COLUMNS = {"duration": 2**63, "status_code": 2**31, "scroll_depth": 2**31,
+                   "video_progress": 2**31}
+
+
+def _whole(value: Any, bound: int) -> int | None:
+    """A number column's value as Elasticsearch's ``long`` coerces it (200, 200.7, "200" ->
+    200); None for what it would refuse (a boolean, text, infinity) or the column cannot hold
+    (beyond +/- ``bound``), so one odd event never fails a batch's insert."""
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, int):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number):
+            return None
+        value = int(number)
+    return value if -bound <= value < bound else None
 
 
 class StoredEvent(models.Model):
@@ -61,6 +86,9 @@ class StoredEvent(models.Model):
     target_state = models.CharField(max_length=32, null=True)
     target_previous_state = models.CharField(max_length=32, null=True)
     is_bot = models.BooleanField(default=False)
+    scroll_depth = models.IntegerField(null=True)
+    video_id = models.CharField(max_length=128, null=True)
+    video_progress = models.IntegerField(null=True)
     document = models.JSONField()
 
     class Meta:
@@ -96,8 +124,24 @@ class StoredEvent(models.Model):
                 continue
             if column in {"timestamp", "ingested"}:
                 value = parse_datetime(value.replace("Z", "+00:00"))
+            elif column in INTEGER_COLUMNS:
+                value = _whole(value, INTEGER_COLUMNS[column])
+                if value is None:
+                    continue  # not a number: the document keeps it, the column stays empty
+            elif column in TEXT_LIMITS and (isinstance(value, bool | dict | list)
+                                            or len(str(value)) > TEXT_LIMITS[column]):
+                continue  # not a scalar, or longer than the column holds (PostgreSQL would
+                # refuse the batch): the document keeps it
+            elif column in TEXT_LIMITS:
+                value = str(value)
             values[column] = value
         return cls(document=document, **values)
+
+
+# Text columns an event may leave empty, and their length: a longer value stays in the document.
+TEXT_LIMITS: dict[str, int] = {
+    f.name: f.max_length for f in StoredEvent._meta.concrete_fields
+    if isinstance(f, models.CharField) and f.max_length and f.name not in {"id", "action"}}
 
 
 class DailyRollup(models.Model):
@@ -141,10 +185,14 @@ class UserRollup(DailyRollup):
 
 
 class TargetRollup(DailyRollup):
-    """Grain: day, action, community, target, user, bot flag, HTTP status: views per article
-    and reader."""
+    """Grain: day, action, community, target, user, bot flag, HTTP status, and the engagement
+    columns (scroll depth, video, video progress): views per article and reader, how far they
+    read and watched."""
 
     target_id = models.CharField(max_length=64, null=True)
+    scroll_depth = models.IntegerField(null=True)
+    video_id = models.CharField(max_length=128, null=True)
+    video_progress = models.IntegerField(null=True)
 
     class Meta:
         indexes = [
@@ -152,6 +200,7 @@ class TargetRollup(DailyRollup):
             models.Index(fields=["community_slug", "day"], name="et_tr_community"),
             models.Index(fields=["target_id", "day"], name="et_tr_target"),
             models.Index(fields=["user_id", "day"], name="et_tr_user"),
+            models.Index(fields=["action", "day"], name="et_tr_action"),
         ]
         constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_tr_grain")]
 

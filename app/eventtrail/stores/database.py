@@ -363,9 +363,12 @@ def _chunks(values: Sequence[T]) -> list[list[T]]:
 USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot", "status_code")
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
                          "user.id", "http.response.status_code"})
-TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id"}
-GRAINS: dict[type[Model], tuple[str, ...]] = {UserRollup: USER_GRAIN,
-                                              TargetRollup: (*USER_GRAIN, "target_id")}
+TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id", "eventtrail.browser.scroll_depth",
+                                "eventtrail.video.id", "eventtrail.video.progress"}
+GRAINS: dict[type[Model], tuple[str, ...]] = {
+    UserRollup: USER_GRAIN,
+    TargetRollup: (*USER_GRAIN, "target_id", "scroll_depth", "video_id", "video_progress"),
+}
 _FIELDS = {f.name: f for f in TargetRollup._meta.concrete_fields}
 ROLLUP = "daily"
 
@@ -879,10 +882,12 @@ class DatabaseStore:
     ) -> dict[str, dict[str, int]]:
         column, split = _path(field), _path(by)
         out: dict[str, dict[str, int]] = defaultdict(dict)
+        rolled = self._rollup(where, field, by)
+        qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
+        events = Sum("events") if rolled is not None else Count("pk")
         for chunk in _chunks(keys):
-            rows = (self.queryset(where).filter(**{f"{column}__in": chunk,
-                                                   f"{split}__in": list(values)})
-                    .values_list(column, split).annotate(n=Count("pk")).order_by())
+            rows = (qs.filter(**{f"{column}__in": chunk, f"{split}__in": list(values)})
+                    .values_list(column, split).annotate(n=events).order_by())
             for key, value, n in rows:
                 out[str(key)][str(value)] = int(n)
         return dict(out)
