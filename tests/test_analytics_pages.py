@@ -186,3 +186,33 @@ def test_the_demo_label_hook_agrees_with_the_article_page(database_store, histor
         assert set(labels) == {str(a.pk) for a in articles if a.can_view(viewer)}
         hidden = [a for a in articles if not a.can_view(viewer)]
         assert hidden or viewer == moderator
+
+
+def test_a_page_asks_the_store_each_question_once(database_store, history):
+    """The site page's most viewed and reading depth both tally the period's views, its active
+    users and new-vs-returning both ask who was active: each reaches the store once."""
+    from collections import Counter
+
+    from eventtrail.analytics import pages
+    from eventtrail.analytics.params import parse
+    from eventtrail.stores import get_store
+
+    store = get_store()
+    asked: Counter = Counter()
+
+    class Counting:
+        name = store.name
+
+        def __getattr__(self, name):
+            method = getattr(store, name)
+
+            def call(*args, **kwargs):
+                asked[(name, repr((args, sorted(kwargs.items()))))] += 1
+                return method(*args, **kwargs)
+            return call
+
+    p = parse({"interval": "day"}, {"interval", "size"}, default_interval="day")
+    panels = pages._site_panels(None, Counting(), p)
+    assert {panel["id"] for panel in panels} >= {"most-viewed", "reading-depth", "new-returning"}
+    assert asked and max(asked.values()) == 1, [k for k, n in asked.items() if n > 1]
+    assert sum(1 for name, _ in asked if name == "active_pairs") == 1

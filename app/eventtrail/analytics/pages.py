@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -122,6 +123,34 @@ def _percent(share: float | None) -> str:
 
 
 PANEL_THREADS = 4  # store questions a page asks the search engine at once
+
+
+class _Asked:
+    """A page's view of the store: a question asked twice while one page is built is answered
+    once (the site page's most viewed and reading depth both tally the period's views; its
+    active users and new-vs-returning both ask who was active when). Answers are the store's
+    own, shared read-only by the panels."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._answers: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def ask(*args: Any, **kwargs: Any) -> Any:
+            key = (name, repr((args, sorted(kwargs.items()))))
+            with self._lock:
+                if key in self._answers:
+                    return self._answers[key]
+            answer = attribute(*args, **kwargs)
+            with self._lock:
+                return self._answers.setdefault(key, answer)
+
+        return ask
 
 
 def _gather(store: Any, questions: dict[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -283,6 +312,7 @@ def links_for(user: Any) -> list[tuple[str, str]]:
 
 
 def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str, Any]]:
+    store = _Asked(store)
     # Recommendations read the last 30 days whatever the period: co-use needs the history.
     recent = replace(p, days=30)
     answers = _gather(store, {
@@ -346,6 +376,7 @@ my_activity_data = my_activity
 
 
 def _community_panels(viewer: Any, store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
+    store = _Asked(store)
     answers = _gather(store, {
         "trend": lambda: compute.trending(store, p, slug),
         "viewed": lambda: compute.most_viewed(store, p, community=slug),
@@ -382,6 +413,7 @@ community_data = community
 
 
 def _site_panels(viewer: Any, store: Any, p: Params) -> list[dict[str, Any]]:
+    store = _Asked(store)
     answers = _gather(store, {"viewed": lambda: compute.most_viewed(store, p),
                               **_activity_questions(store, p, None),
                               **_engagement_questions(store, p, None)})
