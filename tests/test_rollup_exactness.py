@@ -23,7 +23,8 @@ from eventtrail.stores.query import Filter, Where, parse_interval
 from tests.support import analytics_data as data
 from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
 
-TZS = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"]
+TZS = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham",
+       "Asia/Kathmandu", "America/St_Johns"]
 INTERVALS = ["day", "week", "month", "hour", "6h"]
 
 
@@ -156,3 +157,32 @@ def test_rollups_answer_exactly_what_the_events_table_answers(alias, trickled):
     assert raw.rollup_reads == 0
     # Most periods above have clean ends; the rollups must have answered many of the calls.
     assert rolled.rollup_reads >= cases * 5, rolled.rollup_reads
+
+
+def test_cut_hours_are_read_from_the_events(tmp_path, django_db_blocker):
+    """A period that starts inside an hour with earlier events, and ends inside one with later
+    events: first_seen, users and counts find what lies only in those cut hours (a user whose
+    first event of the period falls there), as a scan of the events does."""
+    from tests.support.sqlite_alias import sqlite_events
+
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    at = {"early": day + timedelta(hours=10, minutes=10), "cut": day + timedelta(hours=10,
+                                                                                 minutes=50),
+          "whole": day + timedelta(hours=12), "late": day + timedelta(hours=14, minutes=40),
+          "after": day + timedelta(hours=14, minutes=55)}
+    views = [data._view(at["early"], "a", "1"), data._view(at["cut"], "a", "1"),
+             data._view(at["cut"], "b", "2"), data._view(at["whole"], "a", "1"),
+             data._view(at["late"], "c", "2"), data._view(at["after"], "c", "2")]
+    with django_db_blocker.unblock(), sqlite_events("cut_hours", tmp_path / "c.sqlite3") as alias:
+        DatabaseSink(alias).send([data.prepare(v)[1] for v in views])
+        rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
+        where = compute.where(None, start=day + timedelta(hours=10, minutes=30),
+                              end=day + timedelta(hours=14, minutes=50))
+        hours = parse_interval("hour")
+        for store in (rolled, raw):
+            assert store.first_seen(where, ["a", "b", "c"]) == {
+                "a": at["cut"], "b": at["cut"], "c": at["late"]}
+            assert store.users(where, limit=10) == ["a", "b", "c"]
+            assert sum(store.counts(where, None, hours, "Asia/Kolkata").values()) == 4
+        assert store.active_pairs(where, hours, "UTC") == rolled.active_pairs(where, hours, "UTC")
+        assert rolled.rollup_reads >= 3

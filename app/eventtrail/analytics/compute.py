@@ -204,17 +204,15 @@ def video_completion(store: Store, p: Params, community: str | None) -> dict[str
     (capped at 1, for an end whose play fell before the period). The ``size`` most played."""
     plays = store.tally(where(p, actions=[PLAY], community=community), VIDEO, size=p.size)
     ids = [t.key for t in plays]
-    progress: dict[int, dict[str, int]] = {}
-    for quartile in QUARTILES:
-        reached = where(p, actions=[PROGRESS], community=community, equals={QUARTILE: quartile})
-        progress[quartile] = {t.key: t.events for t in store.tally(reached, VIDEO, keys=ids)}
+    reached = store.split_tally(where(p, actions=[PROGRESS], community=community), VIDEO, ids,
+                                QUARTILE, QUARTILES)
     ended = {t.key: t.events for t in store.tally(where(p, actions=[ENDED], community=community),
                                                   VIDEO, keys=ids)}
     rows = []
     for t in plays:
         done = ended.get(t.key, 0)
         rows.append({"video": t.key, "plays": t.events, "viewers": t.users,
-                     "progress": [progress[q].get(t.key, 0) for q in QUARTILES],
+                     "progress": [reached.get(t.key, {}).get(str(q), 0) for q in QUARTILES],
                      "ended": done, "completion": _share(done, t.events)})
     return {"community": community, **_period(p), "quartiles": list(QUARTILES), "results": rows}
 

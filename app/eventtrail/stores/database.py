@@ -33,7 +33,14 @@ from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
 
 from eventtrail.conf import get_config
-from eventtrail.models import RollupState, StoredEvent, TargetRollup, UserRollup
+from eventtrail.models import (
+    HourActionRollup,
+    HourUserRollup,
+    RollupState,
+    StoredEvent,
+    TargetRollup,
+    UserRollup,
+)
 from eventtrail.stores import fields as registry
 from eventtrail.stores import query as api_query
 from eventtrail.stores.base import (
@@ -45,6 +52,7 @@ from eventtrail.stores.base import (
     empty_bucket,
     epoch_ms,
     fill,
+    next_start,
     percent_key,
     percentile,
     project,
@@ -365,11 +373,21 @@ USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrai
                          "user.id", "http.response.status_code"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id", "eventtrail.browser.scroll_depth",
                                 "eventtrail.video.id", "eventtrail.video.progress"}
+HOUR_ACTION_FIELDS = frozenset({"event.action", "eventtrail.community.slug",
+                                "eventtrail.target.type", "eventtrail.target.state",
+                                "http.response.status_code"})
+HOUR_USER_FIELDS = frozenset({"user.id", "eventtrail.community.slug"})
 GRAINS: dict[type[Model], tuple[str, ...]] = {
     UserRollup: USER_GRAIN,
     TargetRollup: (*USER_GRAIN, "target_id", "scroll_depth", "video_id", "video_progress"),
+    HourActionRollup: ("action", "community_slug", "target_type", "target_state", "status_code",
+                       "is_bot"),
+    HourUserRollup: ("user_id", "community_slug", "is_bot"),
 }
-_FIELDS = {f.name: f for f in TargetRollup._meta.concrete_fields}
+HOURLY = (HourActionRollup, HourUserRollup)
+HOUR = 3600
+HOURS = Interval(calendar="hour")  # buckets of whole UTC hours: no hour is ever split
+_FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' columns
 ROLLUP = "daily"
 
 
@@ -433,18 +451,29 @@ def rollup_days(interval: Interval | None, tz: str) -> bool:
     return interval is None or (tz == "UTC" and interval.calendar in {"day", "week", "month"})
 
 
+def _time_column(model: type[Model]) -> str:
+    return "hour" if model in HOURLY else "day"
+
+
 def _rebuild_day(alias: str, day: date) -> None:
     start = _day_start(day)
     raw = StoredEvent.objects.using(alias).filter(timestamp__gte=start,
                                                   timestamp__lt=start + timedelta(days=1))
-    for model in (UserRollup, TargetRollup):
-        model._default_manager.using(alias).filter(day=day).delete()
+    for model in GRAINS:
         grain = GRAINS[model]
-        extra = {"name": Max("user_name")} if model is UserRollup else {}
-        rows = raw.values(*grain).annotate(n=Count("pk"), **extra).order_by()
-        made: list[Any] = [model(day=day, events=r["n"], grain=grain_key([r[c] for c in grain]),
-                                 **({"user_name": r["name"]} if extra else {}),
-                                 **{c: r[c] for c in grain}) for r in rows]
+        extra: dict[str, Any] = {"name": Max("user_name")} if model is UserRollup else {}
+        if model in HOURLY:
+            rows = (raw.annotate(at=EpochBucket("timestamp", HOUR)).values("at", *grain)
+                    .annotate(n=Count("pk")).order_by())
+        else:
+            rows = raw.values(*grain).annotate(n=Count("pk"), **extra).order_by()
+        made: list[Any] = []
+        for r in rows:
+            when = ({"hour": datetime.fromtimestamp(int(r["at"]), UTC)} if model in HOURLY
+                    else {"day": day})
+            made.append(model(events=r["n"], grain=grain_key([r[c] for c in grain]), **when,
+                              **({"user_name": r["name"]} if extra else {}),
+                              **{c: r[c] for c in grain}))
         model._default_manager.using(alias).bulk_create(made, batch_size=1000)
 
 
@@ -476,8 +505,8 @@ def ensure_rollups(alias: str) -> None:
         state = lock_rollups(alias)
         if state.checked_to is not None:
             return  # another process built them while this one waited
-        UserRollup._default_manager.using(alias).all().delete()
-        TargetRollup._default_manager.using(alias).all().delete()
+        for model in GRAINS:
+            model._default_manager.using(alias).all().delete()
         days = (StoredEvent.objects.using(alias).annotate(d=EpochBucket("timestamp", 86400))
                 .values_list("d", flat=True).distinct().order_by())
         for seconds in sorted(set(days)):
@@ -498,14 +527,17 @@ def _grain_of(model: type[Model], row: StoredEvent) -> tuple[Any, ...]:
 
 def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
             names: dict[tuple[Any, ...], str] | None = None) -> None:
-    """Add ``counts`` ({(day, *grain): n}) to a rollup table in a few statements: INSERT ... ON
-    CONFLICT (day, grain) DO UPDATE SET events = events + n: a grain has one row, however its
-    events arrive. ``names``: a
-    grain's greatest user name, kept as the rebuild keeps it (the database's order)."""
+    """Add ``counts`` ({(day or hour, *grain): n}) to a rollup table in a few statements:
+    INSERT ... ON CONFLICT (day, grain) DO UPDATE SET events = events + n: a grain has one row,
+    however its events arrive. ``names``: a grain's greatest user name, kept as the rebuild
+    keeps it (the database's order)."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = ["day", "grain", *GRAINS[model], "events"]
+    when = _time_column(model)
+    adapt = (connection.ops.adapt_datetimefield_value if model in HOURLY
+             else connection.ops.adapt_datefield_value)
+    columns = [when, "grain", *GRAINS[model], "events"]
     update = f"events = {table}.events + excluded.events"
     if names is not None:
         columns.append("user_name")
@@ -516,13 +548,13 @@ def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
     # In key order, as every writer (and the rebuild's reading) goes.
     for (day, *grain), n in sorted(counts.items(), key=lambda item: (item[0][0],
                                                                       grain_key(item[0][1:]))):
-        row = [connection.ops.adapt_datefield_value(day), grain_key(grain), *grain, n]
+        row = [adapt(day), grain_key(grain), *grain, n]
         if names is not None:
             row.append(names.get((day, *grain)))
         rows.append(row)
     per = max(1, 900 // len(columns))  # bound parameters per statement, under SQLite's limit
     head = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) VALUES "
-    tail = f" ON CONFLICT (day, grain) DO UPDATE SET {update}"
+    tail = f" ON CONFLICT ({when}, grain) DO UPDATE SET {update}"
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
         for i in range(0, len(rows), per):
@@ -534,27 +566,28 @@ def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
 def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
     """Count newly inserted events into the rollups, in the caller's transaction (which holds
     ``lock_rollups``)."""
-    users: dict[tuple[Any, ...], int] = defaultdict(int)
+    counts: dict[type[Model], dict[tuple[Any, ...], int]] = {m: defaultdict(int) for m in GRAINS}
     names: dict[tuple[Any, ...], str] = {}
-    targets: dict[tuple[Any, ...], int] = defaultdict(int)
     for row in rows:
-        day = row.timestamp.astimezone(UTC).date()
-        grain = (day, *_grain_of(UserRollup, row))
-        users[grain] += 1
-        if row.user_name is not None and (grain not in names or row.user_name > names[grain]):
-            names[grain] = row.user_name
-        targets[(day, *_grain_of(TargetRollup, row))] += 1
-    if users:
-        _upsert(alias, UserRollup, users, names)
-        _upsert(alias, TargetRollup, targets)
+        moment = row.timestamp.astimezone(UTC)
+        day, hour = moment.date(), moment.replace(minute=0, second=0, microsecond=0)
+        for model, counted in counts.items():
+            key = (hour if model in HOURLY else day, *_grain_of(model, row))
+            counted[key] += 1
+            if model is UserRollup and row.user_name is not None and (
+                    key not in names or row.user_name > names[key]):
+                names[key] = row.user_name
+    if rows:
+        for model, counted in counts.items():
+            _upsert(alias, model, counted, names if model is UserRollup else None)
 
 
 def reset_rollups(alias: str) -> None:
     """Forget the rollups; the next query rebuilds them. Call it after deleting events
     (retention), which the ingest watermark cannot see."""
     with transaction.atomic(using=alias):
-        UserRollup._default_manager.using(alias).all().delete()
-        TargetRollup._default_manager.using(alias).all().delete()
+        for model in GRAINS:
+            model._default_manager.using(alias).all().delete()
         RollupState._default_manager.using(alias).all().delete()
 
 
@@ -570,6 +603,99 @@ def rollup_q(where: Where, span: Span) -> Q:
     if not where.include_bots:
         q &= Q(is_bot=False)
     return q
+
+
+def hourly_model(where: Where, fields: Sequence[str]) -> type[Model] | None:
+    """The hourly rollup whose columns answer ``where`` grouped by ``fields``, if any."""
+    if where.text or where.scope is not None:
+        return None
+    used = {f.field for f in where.filters} | set(fields)
+    if used <= HOUR_ACTION_FIELDS:
+        return HourActionRollup
+    if used <= HOUR_USER_FIELDS:
+        return HourUserRollup
+    return None
+
+
+MAX_SPLIT_HOURS = 64  # hours cut by bucket starts (zones off the hour) read raw, at most
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class HourPlan:
+    """A period as whole UTC hours [first, last) for an hourly rollup, less the ``split`` hours
+    a bucket starts inside (a zone off the hour: India, Nepal, Newfoundland...), plus the
+    ``windows`` read from the events table: the split hours and the cut hours at either end."""
+
+    first: datetime
+    last: datetime
+    split: frozenset[datetime]
+    windows: tuple[tuple[datetime, datetime], ...]
+
+    def raw_q(self) -> Q:
+        q = Q(pk__in=[])
+        for start, end in self.windows:
+            q |= Q(timestamp__gte=start, timestamp__lt=end)
+        return q
+
+
+def hour_plan(alias: str, where: Where, interval: Interval, tz: str) -> HourPlan | None:
+    """How an hourly rollup answers ``where`` bucketed by ``interval`` in ``tz`` exactly, or
+    None (one cut hour, fixed buckets off the hour, too many split hours, no events)."""
+    if interval.seconds and interval.seconds % HOUR:
+        return None
+    events = StoredEvent.objects.using(alias)
+    start = where.start.astimezone(UTC) if where.start is not None else None
+    end = where.end.astimezone(UTC) if where.end is not None else None
+    if start is None:
+        oldest = events.order_by("timestamp").values_list("timestamp", flat=True).first()
+        if oldest is None:
+            return None
+        start = _floor_hour(oldest)
+    if end is None:
+        newest = events.order_by("-timestamp").values_list("timestamp", flat=True).first()
+        if newest is None:
+            return None
+        end = _floor_hour(newest) + timedelta(hours=1)
+    if start >= end:
+        return None
+    windows: list[tuple[datetime, datetime]] = []
+    first, last = _floor_hour(start), _floor_hour(end)
+    if start != first and events.filter(timestamp__gte=first, timestamp__lt=start).exists():
+        first += timedelta(hours=1)  # events earlier in the start's hour: read it raw
+        windows.append((start, min(first, end)))
+    if end != last:
+        if events.filter(timestamp__gte=end, timestamp__lt=last + timedelta(hours=1)).exists():
+            windows.append((max(last, start), end))
+        else:
+            last += timedelta(hours=1)  # nothing later in the end's hour ("now"): its row holds it
+    if first > last or (first == last and len(windows) > 1):
+        return None  # start and end cut the same hour: raw
+    split: set[datetime] = set()
+    bucket = bucket_start(first, interval, tz)
+    while bucket < last:
+        if bucket > first and bucket != _floor_hour(bucket):
+            split.add(_floor_hour(bucket))
+            if len(split) > MAX_SPLIT_HOURS:
+                return None
+        bucket = next_start(bucket, interval, tz)
+    windows.extend((hour, hour + timedelta(hours=1)) for hour in sorted(split))
+    return HourPlan(first, last, frozenset(split), tuple(windows))
+
+
+def _hour_buckets(interval: Interval, tz: str) -> Callable[[datetime], int]:
+    """An hour's bucket start (epoch ms), each hour worked out once."""
+    cache: dict[datetime, int] = {}
+
+    def bucket(hour: datetime) -> int:
+        if hour not in cache:
+            cache[hour] = epoch_ms(bucket_start(hour, interval, tz))
+        return cache[hour]
+
+    return bucket
 
 
 class DatabaseStore:
@@ -815,23 +941,61 @@ class DatabaseStore:
         self.rollup_reads += 1
         return chosen._default_manager.using(self.alias).filter(rollup_q(where, parts[0]))
 
+    def _hourly(self, where: Where, fields: Sequence[str], interval: Interval,
+                tz: str) -> tuple[QuerySet[Any], HourPlan] | None:
+        """The hourly rollup's rows for ``where``'s whole hours and the plan of what is read
+        raw, or None when only raw events are exact (or no hourly rollup has the columns)."""
+        model = hourly_model(where, fields) if self.rollups else None
+        if model is None:
+            return None
+        ensure_rollups(self.alias)
+        plan = hour_plan(self.alias, where, interval, tz)
+        if plan is None:
+            return None
+        self.rollup_reads += 1
+        q = Q(hour__gte=plan.first, hour__lt=plan.last)
+        for f in where.filters:
+            q &= _filter(f)
+        if not where.include_bots:
+            q &= Q(is_bot=False)
+        rows = model._default_manager.using(self.alias).filter(q)
+        if plan.split:
+            rows = rows.exclude(hour__in=sorted(plan.split))
+        return rows, plan
+
     def _people_in_parts(self, where: Where) -> set[str] | None:
-        """Distinct users of ``where`` from the whole days' user rollup and the cut days' raw
-        events, or None when the rollup cannot serve (a rolling "last 7 days" has cut days)."""
-        if not self.rollups or rollup_model(where, ["user.id"]) is not UserRollup:
+        """Distinct users of ``where`` from the whole days' rollup and the cut days (``_users``),
+        or None when the plain rollup query answers it in SQL (no cut days) or none serves."""
+        model = rollup_model(where, ["user.id"]) if self.rollups else None
+        if model is None:
             return None
         ensure_rollups(self.alias)
         parts = rollup_parts(self.alias, where)
         if parts is None or not parts[1]:
-            return None  # no cut days: the plain rollup query answers it in SQL
+            return None
         self.rollup_reads += 1
-        people = set(UserRollup._default_manager.using(self.alias).filter(
+        people = set(model._default_manager.using(self.alias).filter(
             rollup_q(where, parts[0]), user_id__isnull=False).values_list("user_id", flat=True)
             .distinct().order_by())
         for edge in parts[1]:
-            people.update(self.queryset(edge).filter(user_id__isnull=False)
-                          .values_list("user_id", flat=True).distinct().order_by())
+            people |= self._users(edge)
         return {str(u) for u in people}
+
+    def _users(self, where: Where) -> set[str]:
+        """Distinct users of a period within a day or so (a rolling window's cut day): the
+        hourly user rollup's whole hours and the events of the cut hours, or the events."""
+        qs = self.queryset(where).filter(user_id__isnull=False)
+        people: set[str] = set()
+        hourly = self._hourly(where, ["user.id"], HOURS, "UTC")
+        if hourly is not None:
+            rows, plan = hourly
+            people.update(rows.filter(user_id__isnull=False).values_list("user_id", flat=True)
+                          .distinct().order_by())
+            if not plan.windows:
+                return people
+            qs = qs.filter(plan.raw_q())
+        people.update(str(u) for u in qs.values_list("user_id", flat=True).distinct().order_by())
+        return people
 
     @unavailable_on_error
     def tally(
@@ -893,7 +1057,7 @@ class DatabaseStore:
         return dict(out)
 
     def _people(self, where: Where) -> QuerySet[Any]:
-        rolled = self._rollup(where, model=UserRollup)
+        rolled = self._rollup(where, "user.id")
         qs: QuerySet[Any] = rolled if rolled is not None else self.queryset(where)
         return qs.filter(user_id__isnull=False)
 
@@ -916,25 +1080,39 @@ class DatabaseStore:
 
     @unavailable_on_error
     def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
+        """Each user's first event. A rollup finds the day (or hour) it falls in; the events
+        of that day give the moment, one query per distinct day, along the timestamp index."""
         out: dict[str, datetime] = {}
-        rolled = self._rollup(where, "user.id", model=UserRollup)
+        qs = self.queryset(where)
+        hourly = self._hourly(where, ["user.id"], HOURS, "UTC")
+        rolled = None if hourly is not None else self._rollup(where, "user.id")
         for chunk in _chunks(users):
-            if rolled is None:
-                rows = (self.queryset(where).filter(user_id__in=chunk).values("user_id")
+            if hourly is None and rolled is None:
+                rows = (qs.filter(user_id__in=chunk).values("user_id")
                         .annotate(first=Min("timestamp")).order_by())
                 out.update({str(r["user_id"]): r["first"] for r in rows})
                 continue
-            # The rollup finds each user's first day; the events of that day give the moment.
-            firsts = (rolled.filter(user_id__in=chunk).values("user_id")
-                      .annotate(first=Min("day")).order_by())
-            within = Q(pk__in=[])
-            for r in firsts:
-                start = _day_start(r["first"])
-                within |= Q(user_id=r["user_id"], timestamp__gte=start,
-                            timestamp__lt=start + timedelta(days=1))
-            rows = (self.queryset(where).filter(within).values("user_id")
-                    .annotate(first=Min("timestamp")).order_by())
-            out.update({str(r["user_id"]): r["first"] for r in rows})
+            spans: dict[tuple[datetime, datetime], list[str]] = defaultdict(list)
+            if hourly is not None:
+                rows, plan = hourly
+                for user, hour in (rows.filter(user_id__in=chunk).values_list("user_id")
+                                   .annotate(at=Min("hour")).order_by()):
+                    spans[(hour, hour + timedelta(hours=1))].append(user)
+                for window in plan.windows:  # cut hours: any user may have begun there
+                    spans[window].extend(chunk)
+            else:
+                assert rolled is not None
+                for user, day in (rolled.filter(user_id__in=chunk).values_list("user_id")
+                                  .annotate(at=Min("day")).order_by()):
+                    spans[(_day_start(day), _day_start(day) + timedelta(days=1))].append(user)
+            for (start, end), group in spans.items():
+                for ids in _chunks(group):
+                    found = (qs.filter(user_id__in=ids, timestamp__gte=start, timestamp__lt=end)
+                             .values_list("user_id").annotate(at=Min("timestamp")).order_by())
+                    for user_id, at in found:
+                        user = str(user_id)
+                        if user not in out or at < out[user]:
+                            out[user] = at
         return out
 
     @unavailable_on_error
@@ -949,11 +1127,23 @@ class DatabaseStore:
                     starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
                 out.add((str(user), starts[day]))
             return out
+        qs = self.queryset(where)
+        hourly = self._hourly(where, ["user.id"], interval, tz)
+        out = set()
+        if hourly is not None:
+            rows, plan = hourly
+            bucket = _hour_buckets(interval, tz)
+            for user, hour in (rows.filter(user_id__isnull=False).values_list("user_id", "hour")
+                               .distinct().order_by()):
+                out.add((str(user), bucket(hour)))
+            if not plan.windows:
+                return out
+            qs = qs.filter(plan.raw_q())
         bucketing = self._bucketing(where, interval, tz)
-        rows = (self.queryset(where).filter(user_id__isnull=False)
-                .annotate(t=bucketing.expression).values_list("user_id", "t")
-                .distinct().order_by())
-        return {(str(user), bucketing.to_ms(t)) for user, t in rows}
+        raw = (qs.filter(user_id__isnull=False).annotate(t=bucketing.expression)
+               .values_list("user_id", "t").distinct().order_by())
+        out.update((str(user), bucketing.to_ms(t)) for user, t in raw)
+        return out
 
     @unavailable_on_error
     def counts(self, where: Where, field: str | None, interval: Interval,
@@ -976,6 +1166,17 @@ class DatabaseStore:
         qs = self.queryset(where)
         if column:
             qs = qs.filter(**{f"{column}__isnull": False})
+        hourly = self._hourly(where, [field] if field else [], interval, tz)
+        if hourly is not None:
+            rows, plan = hourly
+            if column:
+                rows = rows.filter(**{f"{column}__isnull": False})
+            bucket = _hour_buckets(interval, tz)
+            for r in rows.values(*names, "hour").annotate(n=Sum("events")).order_by():
+                out[(str(r[column]) if column else None, bucket(r["hour"]))] += int(r["n"])
+            if not plan.windows:
+                return dict(out)
+            qs = qs.filter(plan.raw_q())
         bucketing = self._bucketing(where, interval, tz)
         rows = qs.annotate(t=bucketing.expression).values(*names, "t").annotate(
             n=Count("pk")).order_by()
