@@ -200,13 +200,14 @@ class TargetRollup(DailyRollup):
             models.Index(fields=["community_slug", "day"], name="et_tr_community"),
             models.Index(fields=["target_id", "day"], name="et_tr_target"),
             models.Index(fields=["user_id", "day"], name="et_tr_user"),
-            models.Index(fields=["action", "day"], name="et_tr_action"),
-            # A question names its action (views, scrolls, plays) and one of these: without
-            # statistics SQLite picks the index that constrains the most columns.
-            models.Index(fields=["action", "target_id", "day"], name="et_tr_action_target"),
-            models.Index(fields=["action", "community_slug", "day"],
-                         name="et_tr_action_community"),
-            models.Index(fields=["action", "user_id", "day"], name="et_tr_action_user"),
+            # Every analytic on this rollup names its action (views, scrolls, plays): this
+            # index holds every column they read, so they never visit the table's rows (which
+            # the sink writes in arrival order, every action interleaved: 154 ms for a month's
+            # views by row lookups against 38 from the index alone, at a million events).
+            models.Index(fields=["action", "day", "target_id", "user_id", "community_slug",
+                                 "target_type", "status_code", "is_bot", "scroll_depth",
+                                 "video_id", "video_progress", "events"],
+                         name="et_tr_action_covering"),
         ]
         constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_tr_grain")]
 
@@ -251,7 +252,10 @@ class HourUserRollup(HourlyRollup):
 
     class Meta:
         indexes = [models.Index(fields=["hour"], name="et_hu_hour"),
-                   models.Index(fields=["community_slug", "hour"], name="et_hu_community")]
+                   models.Index(fields=["community_slug", "hour"], name="et_hu_community"),
+                   # Each user's first hour without visiting rows: 146 -> 12 ms at 1M events.
+                   models.Index(fields=["user_id", "hour", "community_slug", "is_bot"],
+                                name="et_hu_user")]
         constraints = [models.UniqueConstraint(fields=["hour", "grain"], name="et_hu_grain")]
 
 
