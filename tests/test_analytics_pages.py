@@ -216,3 +216,44 @@ def test_a_page_asks_the_store_each_question_once(database_store, history):
     assert {panel["id"] for panel in panels} >= {"most-viewed", "reading-depth", "new-returning"}
     assert asked and max(asked.values()) == 1, [k for k, n in asked.items() if n > 1]
     assert sum(1 for name, _ in asked if name == "active_pairs") == 1
+
+
+def test_a_question_asked_at_once_from_two_panels_reaches_the_store_once():
+    """Panels asked in threads (the engine's pages) share a question in flight: the second
+    asker waits for the first one's answer, and a failure reaches both."""
+    import threading
+
+    from eventtrail.analytics.pages import _Asked
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    class Slow:
+        name = "elasticsearch"
+
+        def tally(self, key):
+            calls.append(key)
+            release.wait(5)
+            if key == "bad":
+                raise ValueError("engine down")
+            return [key]
+
+    asked = _Asked(Slow())
+    results: list = []
+
+    def ask(key):
+        try:
+            results.append(asked.tally(key))
+        except ValueError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in ("a", "a", "a", "bad", "bad")]
+    for thread in threads:
+        thread.start()
+    while len(calls) < 2:  # both first askers are inside the store; the others wait on them
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(calls) == ["a", "bad"]
+    assert sorted(map(str, results)) == sorted(["['a']"] * 3 + ["engine down"] * 2)

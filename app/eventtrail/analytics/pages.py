@@ -9,7 +9,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -128,12 +128,12 @@ PANEL_THREADS = 4  # store questions a page asks the search engine at once
 class _Asked:
     """A page's view of the store: a question asked twice while one page is built is answered
     once (the site page's most viewed and reading depth both tally the period's views; its
-    active users and new-vs-returning both ask who was active when). Answers are the store's
-    own, shared read-only by the panels."""
+    active users and new-vs-returning both ask who was active when), also when two panels ask
+    it at once from their threads. Answers are the store's own, shared read-only."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
-        self._answers: dict[tuple[str, str], Any] = {}
+        self._answers: dict[tuple[str, str], Future[Any]] = {}
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -144,11 +144,17 @@ class _Asked:
         def ask(*args: Any, **kwargs: Any) -> Any:
             key = (name, repr((args, sorted(kwargs.items()))))
             with self._lock:
-                if key in self._answers:
-                    return self._answers[key]
-            answer = attribute(*args, **kwargs)
-            with self._lock:
-                return self._answers.setdefault(key, answer)
+                answer = self._answers.get(key)
+                mine = answer is None
+                if answer is None:
+                    answer = self._answers[key] = Future()
+            if mine:
+                try:
+                    answer.set_result(attribute(*args, **kwargs))
+                except BaseException as exc:
+                    answer.set_exception(exc)
+                    raise
+            return answer.result()
 
         return ask
 
@@ -315,11 +321,22 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
     store = _Asked(store)
     # Recommendations read the last 30 days whatever the period: co-use needs the history.
     recent = replace(p, days=30)
+
+    def also_read() -> tuple[str, dict[str, Any]] | None:
+        """What readers of the user's most read article also read (asked beside the others:
+        most viewed is one question, whichever panel asks it first)."""
+        viewed = compute.most_viewed(store, p, user=user)
+        if not viewed["results"]:
+            return None
+        top = str(viewed["results"][0]["article"])
+        return top, compute.also_read(store, recent, top, user)
+
     answers = _gather(store, {
         "viewed": lambda: compute.most_viewed(store, p, user=user),
         "mine": lambda: compute.user_articles(store, p, user),
         "actions": lambda: compute.events_over_time(store, p, user=user),
-        "likes": lambda: compute.communities_for_you(store, recent, user)})
+        "likes": lambda: compute.communities_for_you(store, recent, user),
+        "also": also_read})
     viewed, mine = answers["viewed"], answers["mine"]
     by_state = mine["by_state"]
     mine_rows = _article_rows(viewer, mine["results"], ["state", "views", "viewers"])
@@ -338,10 +355,10 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
     panels.append(_table_panel("for-you", "Communities you may like",
                                ["Community", "Lift", "Shared users"], like_rows,
                                note="Used by people active where you are, ranked by lift."))
-    if viewed["results"]:
-        top = str(viewed["results"][0]["article"])
-        also = compute.also_read(store, recent, top, user)
-        rows = _article_rows(viewer, also["results"], ["lift", "co_users"], visible_only=True)
+    if answers["also"] is not None:
+        top, suggested = answers["also"]
+        rows = _article_rows(viewer, suggested["results"], ["lift", "co_users"],
+                             visible_only=True)
         name = _article_rows(viewer, [{"article": top}], [])[0][0]["text"]
         panels.append(_table_panel("also-read", f"Readers of “{name}” also read",
                                    ["Article", "Lift", "Shared readers"], rows,
