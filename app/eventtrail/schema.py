@@ -241,10 +241,19 @@ def errors(doc: Mapping[str, Any], producers: set[Producer] | None = None) -> li
 # --- export and mappings ---------------------------------------------------------------------
 
 
+# Keywords every analytics page groups on: their global ordinals are built when a refresh makes
+# new events searchable, not by the first aggregation after it (a live page's next poll).
+EAGER_ORDINALS = frozenset({"event.action", "user.id", "eventtrail.community.slug",
+                            "eventtrail.target.id", "eventtrail.target.state",
+                            "eventtrail.video.id"})
+
+
 def _mapping_for(spec: Field) -> dict[str, Any]:
     mapping: dict[str, Any] = {"type": spec.type}
     if spec.type == "keyword":
         mapping["ignore_above"] = 1024
+    if spec.name in EAGER_ORDINALS:
+        mapping["eager_global_ordinals"] = True
     if spec.text:
         mapping["fields"] = {"text": {"type": "match_only_text"}}
     mapping.update(spec.extra)
