@@ -391,10 +391,6 @@ _FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' 
 ROLLUP = "daily"
 
 
-def _midnight(value: datetime | None) -> bool:
-    return value is None or value.astimezone(UTC).time() == time(0)
-
-
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), UTC)
 
@@ -415,35 +411,51 @@ def rollup_model(where: Where, fields: Sequence[str] = ()) -> type[Model] | None
 Span = tuple[date | None, date | None]
 
 
+Piece = tuple[datetime, datetime]
+
+
+def whole_units(alias: str, start: datetime | None, end: datetime | None,
+                floor: Callable[[datetime], datetime],
+                unit: timedelta) -> tuple[datetime | None, datetime | None, list[Piece]] | None:
+    """A period [start, end) (UTC, either end open) as whole rollup units (days, hours)
+    [first, last), and the pieces at either end that cut a unit (read from the events), or None
+    when both ends cut the same unit. A cut leaves no piece when nothing of its unit lies beyond
+    it: an end just after the unit's last event (a period ending now), a start just before its
+    first. One indexed look along ``timestamp`` per cut."""
+    events = StoredEvent.objects.using(alias)
+    first = floor(start) if start is not None else None
+    last = floor(end) if end is not None else None
+    pieces: list[Piece] = []
+    if start is not None and first is not None and start != first \
+            and events.filter(timestamp__gte=first, timestamp__lt=start).exists():
+        first += unit  # events earlier in the start's unit: read the rest of it raw
+        pieces.append((start, first if end is None else min(first, end)))
+    if end is not None and last is not None and end != last:
+        if events.filter(timestamp__gte=end, timestamp__lt=last + unit).exists():
+            pieces.append((last if start is None else max(last, start), end))
+        else:
+            last += unit  # nothing later in the end's unit ("now"): its row holds it
+    if first is not None and last is not None and first > last:
+        return None  # a cut unit on both sides: one period of raw events
+    return first, last, pieces
+
+
+def _day_floor(moment: datetime) -> datetime:
+    return _day_start(moment.astimezone(UTC).date())
+
+
 def rollup_parts(alias: str, where: Where) -> tuple[Span, list[Where]] | None:
     """``where``'s period as whole UTC days for the rollups, [first, last), and the periods at
-    either end that cut a day (raw events), or None when it lies within one cut day. A cut
-    leaves no edge when nothing of that day lies beyond it: an end just after the day's last
-    event (a period ending now), a start just before its first. One indexed look along
-    ``timestamp`` per cut."""
-    events = StoredEvent.objects.using(alias)
+    either end that cut a day (raw events), or None when it lies within one cut day
+    (``whole_units``)."""
     start = where.start.astimezone(UTC) if where.start is not None else None
     end = where.end.astimezone(UTC) if where.end is not None else None
-    first = start.date() if start is not None else None
-    last = end.date() if end is not None else None
-    edges: list[Where] = []
-    if start is not None and not _midnight(start):
-        assert first is not None
-        first += timedelta(days=1)
-        if events.filter(timestamp__gte=_day_start(start.date()), timestamp__lt=start).exists():
-            edges.append(replace(where, end=min(_day_start(first), end or _day_start(first))))
-        else:
-            first -= timedelta(days=1)  # nothing earlier that day: the day's rollup holds it
-    if end is not None and not _midnight(end):
-        assert last is not None
-        if events.filter(timestamp__gte=end,
-                         timestamp__lt=_day_start(last + timedelta(days=1))).exists():
-            edges.append(replace(where, start=max(_day_start(last), start or _day_start(last))))
-        else:
-            last += timedelta(days=1)  # nothing later that day ("now"): its rollup holds it
-    if first is not None and last is not None and first > last:
-        return None  # a cut day on both sides: one period of raw events
-    return (first, last), edges
+    units = whole_units(alias, start, end, _day_floor, timedelta(days=1))
+    if units is None:
+        return None
+    first, last, pieces = units
+    edges = [replace(where, start=a, end=b) for a, b in pieces]
+    return (first.date() if first else None, last.date() if last else None), edges
 
 
 def rollup_days(interval: Interval | None, tz: str) -> bool:
@@ -591,17 +603,21 @@ def reset_rollups(alias: str) -> None:
         RollupState._default_manager.using(alias).all().delete()
 
 
-def rollup_q(where: Where, span: Span) -> Q:
-    q = Q()
+def _rollup_filters(where: Where) -> Q:
+    """``where``'s filters and bot rule on a rollup: its columns carry StoredEvent's names."""
+    q = Q() if where.include_bots else Q(is_bot=False)
     for f in where.filters:
-        q &= _filter(f)  # the rollups' columns carry StoredEvent's names
+        q &= _filter(f)
+    return q
+
+
+def rollup_q(where: Where, span: Span) -> Q:
+    q = _rollup_filters(where)
     first, last = span
     if first is not None:
         q &= Q(day__gte=first)
     if last is not None:
         q &= Q(day__lt=last)
-    if not where.include_bots:
-        q &= Q(is_bot=False)
     return q
 
 
@@ -644,7 +660,8 @@ class HourPlan:
 
 def hour_plan(alias: str, where: Where, interval: Interval, tz: str) -> HourPlan | None:
     """How an hourly rollup answers ``where`` bucketed by ``interval`` in ``tz`` exactly, or
-    None (one cut hour, fixed buckets off the hour, too many split hours, no events)."""
+    None (both ends cut one hour, fixed buckets off the hour, too many split hours, no
+    events)."""
     if interval.seconds and interval.seconds % HOUR:
         return None
     events = StoredEvent.objects.using(alias)
@@ -662,18 +679,12 @@ def hour_plan(alias: str, where: Where, interval: Interval, tz: str) -> HourPlan
         end = _floor_hour(newest) + timedelta(hours=1)
     if start >= end:
         return None
-    windows: list[tuple[datetime, datetime]] = []
-    first, last = _floor_hour(start), _floor_hour(end)
-    if start != first and events.filter(timestamp__gte=first, timestamp__lt=start).exists():
-        first += timedelta(hours=1)  # events earlier in the start's hour: read it raw
-        windows.append((start, min(first, end)))
-    if end != last:
-        if events.filter(timestamp__gte=end, timestamp__lt=last + timedelta(hours=1)).exists():
-            windows.append((max(last, start), end))
-        else:
-            last += timedelta(hours=1)  # nothing later in the end's hour ("now"): its row holds it
-    if first > last or (first == last and len(windows) > 1):
-        return None  # start and end cut the same hour: raw
+    units = whole_units(alias, start, end, _floor_hour, timedelta(hours=1))
+    if units is None:
+        return None
+    first, last, pieces = units
+    assert first is not None and last is not None
+    windows = list(pieces)
     split: set[datetime] = set()
     bucket = bucket_start(first, interval, tz)
     while bucket < last:
@@ -953,12 +964,8 @@ class DatabaseStore:
         if plan is None:
             return None
         self.rollup_reads += 1
-        q = Q(hour__gte=plan.first, hour__lt=plan.last)
-        for f in where.filters:
-            q &= _filter(f)
-        if not where.include_bots:
-            q &= Q(is_bot=False)
-        rows = model._default_manager.using(self.alias).filter(q)
+        rows = model._default_manager.using(self.alias).filter(
+            _rollup_filters(where), hour__gte=plan.first, hour__lt=plan.last)
         if plan.split:
             rows = rows.exclude(hour__in=sorted(plan.split))
         return rows, plan
