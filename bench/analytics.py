@@ -193,10 +193,18 @@ def requests(who: dict[str, str]) -> list[tuple[str, str, str]]:
         ("user-articles", f"user-articles/?user={u}"),
         ("active-users", "active-users/"),
         ("active-users (community)", f"active-users/?community={c}"),
+        ("active-users tz=Asia/Kathmandu", "active-users/?tz=Asia/Kathmandu"),
         ("events-over-time", "events-over-time/"),
         ("events-over-time tz=Europe/Paris", "events-over-time/?tz=Europe/Paris"),
         ("events-over-time interval=week", "events-over-time/?interval=week"),
         ("events-over-time interval=hour", "events-over-time/?interval=hour&from=now-2d"),
+        # Zones off the hour (India +5:30, Nepal +5:45) and buckets under an hour: the rollups
+        # must still answer them, and fixed buckets finer than any rollup read the events.
+        ("events-over-time tz=Asia/Kolkata", "events-over-time/?tz=Asia/Kolkata"),
+        ("events-over-time interval=hour tz=Asia/Kolkata",
+         "events-over-time/?interval=hour&tz=Asia/Kolkata&from=now-7d"),
+        ("events-over-time interval=30m", "events-over-time/?interval=30m&from=now-7d"),
+        ("events-over-time interval=5m", "events-over-time/?interval=5m&from=now-3d"),
         ("user-events-over-time", f"user-events-over-time/?user={u}"),
         ("top-members", f"top-members/?community={c}"),
         ("content-changes", "content-changes/"),
