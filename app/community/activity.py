@@ -147,6 +147,14 @@ class Generator:
         return draft_for(action, values, at_ns=self._ns(moment), remote=remote,
                          duration_ns=duration)
 
+    def _span(self, created: datetime) -> float:
+        """Seconds after an article's creation its transitions and edits fall in: up to the end
+        of the period (nothing from the future, even for an article written just before it),
+        or an hour for one written after it."""
+        if created < self.until:
+            return (self.until - created).total_seconds()
+        return 3600.0
+
     # --- content history: every article's creation, transitions, edits; every join ----------
     def content(self) -> Iterator[Draft]:
         site = self.site
@@ -165,7 +173,7 @@ class Generator:
             created = article.created_at
             yield self._draft("article.create", created,
                               {**target, "eventtrail.target.state": str(states.State.DRAFT)}, person=author)
-            span = max((self.until - created).total_seconds(), 3600.0)
+            span = self._span(created)
             previous, moments = str(states.State.DRAFT), sorted(
                 self.rng.uniform(0.05, 0.9) * span for _ in PATHS[article.state])
             for state, offset in zip(PATHS[article.state], moments, strict=True):
@@ -178,7 +186,7 @@ class Generator:
             # Seeded revisions carry the seed's own time; an edit happened between the
             # article's creation and the end of the period, like its transitions.
             created = article.created_at
-            span = max((self.until - created).total_seconds(), 3600.0)
+            span = self._span(created)
             moment = created + timedelta(seconds=self.rng.uniform(0.05, 0.95) * span)
             yield self._draft("article.edit", min(moment, revision.created_at), {
                 "eventtrail.community.id": str(article.community_id),
@@ -309,8 +317,11 @@ class Generator:
         for draft in self.content():
             made += 1
             yield draft
+        end = self._ns(self.until)
         while made < self.target:
             for draft in self.session():
+                if draft.ts >= end:
+                    break  # a session begun just before the end stops there: nothing later
                 made += 1
                 yield draft
                 if made >= self.target:
