@@ -3,22 +3,15 @@ migration 0008 fills in for events stored before it, on SQLite and PostgreSQL, a
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
-from django.test.utils import override_settings
 from eventtrail import schema
 from eventtrail.models import StoredEvent
 
-from tests.support import pg_fixture
+from tests.support.migrated import empty_database
 
 BEFORE, AFTER = ("eventtrail", "0007_rollup_grain_key"), ("eventtrail", "0008_engagement_columns")
 LONG_ID = "v" * 129
@@ -54,39 +47,9 @@ def test_the_sink_stores_what_each_column_can_hold():
         assert (row.scroll_depth, row.video_id, row.video_progress) == held, given
 
 
-@contextmanager
-def _empty_database(kind: str) -> Iterator[str]:
-    alias = "migrated"
-    base = dict(connections.settings["events"])
-    root = Path(tempfile.mkdtemp())
-    running = None
-    if kind == "postgresql":
-        running = pg_fixture.cluster()
-        try:
-            server = next(running)
-        except pg_fixture.PostgresError as exc:
-            pytest.fail(f"PostgreSQL could not start: {exc}", pytrace=False)
-        base.update(server.django())
-    else:
-        base.update({"ENGINE": "django.db.backends.sqlite3", "NAME": str(root / "m.sqlite3"),
-                     "OPTIONS": {}})
-    connections.settings[alias] = base
-    try:
-        with override_settings(EVENTTRAIL={**settings.EVENTTRAIL, "DATABASE_ALIAS": alias}):
-            yield alias
-    finally:
-        connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
-        if running is not None:
-            with suppress(StopIteration):
-                next(running)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_migration_fills_the_columns_as_the_sink_would(kind, django_db_blocker):
-    with django_db_blocker.unblock(), _empty_database(kind) as alias:
+    with django_db_blocker.unblock(), empty_database(kind) as alias:
         executor = MigrationExecutor(connections[alias])
         executor.migrate([BEFORE])
         old = executor.loader.project_state([BEFORE]).apps.get_model("eventtrail", "StoredEvent")

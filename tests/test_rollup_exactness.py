@@ -25,7 +25,8 @@ from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
 
 TZS = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham",
        "Asia/Kathmandu", "America/St_Johns"]
-INTERVALS = ["day", "week", "month", "hour", "6h"]
+# Whole quarter hours (the quarter-hour rollups' buckets) and finer (5m: the events table).
+INTERVALS = ["day", "week", "month", "hour", "6h", "30m", "15m", "5m"]
 
 
 @pytest.fixture(scope="module", params=[
@@ -159,16 +160,16 @@ def test_rollups_answer_exactly_what_the_events_table_answers(alias, trickled):
     assert rolled.rollup_reads >= cases * 5, rolled.rollup_reads
 
 
-def test_cut_hours_are_read_from_the_events(tmp_path, django_db_blocker):
-    """A period that starts inside an hour with earlier events, and ends inside one with later
-    events: first_seen, users and counts find what lies only in those cut hours (a user whose
-    first event of the period falls there), as a scan of the events does."""
+def test_cut_quarter_hours_are_read_from_the_events(tmp_path, django_db_blocker):
+    """A period that starts inside a quarter hour with earlier events, and ends inside one with
+    later events: first_seen, users and counts find what lies only in those cut quarter hours (a
+    user whose first event of the period falls there), as a scan of the events does."""
     from tests.support.sqlite_alias import sqlite_events
 
     day = datetime(2026, 11, 2, tzinfo=UTC)
-    at = {"early": day + timedelta(hours=10, minutes=10), "cut": day + timedelta(hours=10,
-                                                                                 minutes=50),
-          "whole": day + timedelta(hours=12), "late": day + timedelta(hours=14, minutes=40),
+    at = {"early": day + timedelta(hours=10, minutes=31), "cut": day + timedelta(hours=10,
+                                                                                 minutes=40),
+          "whole": day + timedelta(hours=12), "late": day + timedelta(hours=14, minutes=47),
           "after": day + timedelta(hours=14, minutes=55)}
     views = [data._view(at["early"], "a", "1"), data._view(at["cut"], "a", "1"),
              data._view(at["cut"], "b", "2"), data._view(at["whole"], "a", "1"),
@@ -176,7 +177,7 @@ def test_cut_hours_are_read_from_the_events(tmp_path, django_db_blocker):
     with django_db_blocker.unblock(), sqlite_events("cut_hours", tmp_path / "c.sqlite3") as alias:
         DatabaseSink(alias).send([data.prepare(v)[1] for v in views])
         rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
-        where = compute.where(None, start=day + timedelta(hours=10, minutes=30),
+        where = compute.where(None, start=day + timedelta(hours=10, minutes=35),
                               end=day + timedelta(hours=14, minutes=50))
         hours = parse_interval("hour")
         for store in (rolled, raw):
@@ -186,3 +187,49 @@ def test_cut_hours_are_read_from_the_events(tmp_path, django_db_blocker):
             assert sum(store.counts(where, None, hours, "Asia/Kolkata").values()) == 4
         assert store.active_pairs(where, hours, "UTC") == rolled.active_pairs(where, hours, "UTC")
         assert rolled.rollup_reads >= 3
+
+
+def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
+        tmp_path, django_db_blocker):
+    """Every zone's offset today is a whole number of quarter hours (Nepal +5:45, Chatham
+    +12:45), so their days and hours are made of whole quarter hours, with nothing read raw. A
+    zone's old offset (Amsterdam kept +0:19:32 until 1937) starts its days inside a quarter
+    hour: that quarter hour is read from the events, and the counts stay exact. Buckets finer
+    than a quarter hour read the events."""
+    from eventtrail.stores.database import quarter_plan
+
+    from tests.support.sqlite_alias import sqlite_events
+
+    # Amsterdam's midnight of 11 June 1930 (summer time, +1:19:32) was 22:40:28 UTC on the 10th.
+    before, after = (datetime(1930, 6, 10, 22, 38, tzinfo=UTC),
+                     datetime(1930, 6, 10, 22, 42, tzinfo=UTC))
+    today = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    views = [data._view(before, "a", "1"), data._view(after, "b", "1"),
+             data._view(today, "a", "1")]
+    day = parse_interval("day")
+    with django_db_blocker.unblock(), sqlite_events("zones", tmp_path / "z.sqlite3") as alias:
+        DatabaseSink(alias).send([data.prepare(v)[1] for v in views])
+        month = compute.where(None, start=datetime(2026, 10, 15, tzinfo=UTC),
+                              end=datetime(2026, 11, 15, tzinfo=UTC))
+        for tz in ["Asia/Kathmandu", "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns",
+                   "Australia/Lord_Howe", "Australia/Eucla"]:
+            for interval in ("day", "hour", "week", "month", "30m"):
+                plan = quarter_plan(alias, month, parse_interval(interval), tz)
+                assert plan is not None and not plan.windows, (tz, interval)
+        assert quarter_plan(alias, month, parse_interval("5m"), "UTC") is None
+
+        old = compute.where(None, start=datetime(1930, 6, 1, tzinfo=UTC),
+                            end=datetime(1930, 6, 20, tzinfo=UTC))
+        plan = quarter_plan(alias, old, day, "Europe/Amsterdam")
+        assert plan is not None and len(plan.split) == 19, plan
+        assert datetime(1930, 6, 10, 22, 30, tzinfo=UTC) in plan.split
+        rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
+        counted = rolled.counts(old, None, day, "Europe/Amsterdam")
+        assert counted == raw.counts(old, None, day, "Europe/Amsterdam")
+        assert counted == {(None, int(datetime(1930, 6, 9, 22, 40, 28, tzinfo=UTC).timestamp())
+                            * 1000): 1,
+                           (None, int(datetime(1930, 6, 10, 22, 40, 28, tzinfo=UTC).timestamp())
+                            * 1000): 1}
+        pairs = rolled.active_pairs(old, day, "Europe/Amsterdam")
+        assert pairs == raw.active_pairs(old, day, "Europe/Amsterdam") and len(pairs) == 2
+        assert rolled.rollup_reads >= 2

@@ -34,8 +34,8 @@ from django.utils.dateparse import parse_datetime
 
 from eventtrail.conf import get_config
 from eventtrail.models import (
-    HourActionRollup,
-    HourUserRollup,
+    QuarterHourActionRollup,
+    QuarterHourUserRollup,
     RollupState,
     StoredEvent,
     TargetRollup,
@@ -332,17 +332,18 @@ class Bucketing:
 
 
 def time_bucket(interval: Interval, tz: str, vendor: str = "",
-                days: tuple[date, date] | None = None) -> Bucketing:
-    """Fixed widths and UTC hours and days by epoch arithmetic; other calendar buckets on SQLite
-    by ``LocalBucket`` over the zone's offsets from ``days[0]`` to ``days[1]``; on PostgreSQL
-    by its own date_trunc in the zone."""
+                days: tuple[date, date] | None = None, column: str = "timestamp") -> Bucketing:
+    """The bucket of ``column`` (the events' timestamp, or a rollup row's start): fixed widths
+    and UTC hours and days by epoch arithmetic; other calendar buckets on SQLite by
+    ``LocalBucket`` over the zone's offsets from ``days[0]`` to ``days[1]``; on PostgreSQL by
+    its own date_trunc in the zone."""
     seconds = fixed_seconds(interval, tz)
     if seconds:
-        return Bucketing(EpochBucket("timestamp", seconds), tz)
+        return Bucketing(EpochBucket(column, seconds), tz)
     calendar = interval.calendar or "day"
     if vendor == "sqlite" and days is not None:
-        return Bucketing(LocalBucket("timestamp", calendar, zone_offsets(tz, *days)), tz)
-    return Bucketing(Trunc("timestamp", calendar, tzinfo=ZoneInfo(tz)), tz)
+        return Bucketing(LocalBucket(column, calendar, zone_offsets(tz, *days)), tz)
+    return Bucketing(Trunc(column, calendar, tzinfo=ZoneInfo(tz)), tz)
 
 
 def bucket_ms(value: Any) -> int:
@@ -357,13 +358,15 @@ def _chunks(values: Sequence[T]) -> list[list[T]]:
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
-# --- exact daily rollups ------------------------------------------------------------------------
+# --- exact rollups ------------------------------------------------------------------------------
 #
-# Two tables count events per UTC day and grain (see models.UserRollup, TargetRollup). A query
-# uses them only when the answer stays exact: filters on their columns only, time buckets of UTC
-# days, weeks or months, and a period whose ends either fall on UTC midnights or cut a day where
-# nothing lies beyond the cut (a period ending now, with nothing stamped later today, reads
-# today's rollup: today so far). They are built once from StoredEvent (``ensure_rollups``), and
+# Two tables count events per UTC day and grain (see models.UserRollup, TargetRollup), two per
+# UTC quarter hour (QuarterHourActionRollup, QuarterHourUserRollup: charts in any zone). A query
+# uses them only when the answer stays exact: filters on their columns only, time buckets made
+# of whole units (UTC days for the daily ones; for the quarter-hour ones any bucket of whole
+# quarter hours, which every zone's day and hour are today), and a period whose ends either fall
+# on a unit's start or cut a unit where nothing lies beyond the cut (a period ending now, with
+# nothing stamped later today, reads today's rollup: today so far), the cut pieces read raw. They are built once from StoredEvent (``ensure_rollups``), and
 # from then on the database sink adds each batch it inserts in the same transaction, so they
 # always equal the events table without a rebuild on read. Events written any other way, or
 # deleted (retention), need ``reset_rollups``.
@@ -373,20 +376,21 @@ USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrai
                          "user.id", "http.response.status_code"})
 TARGET_FIELDS = USER_FIELDS | {"eventtrail.target.id", "eventtrail.browser.scroll_depth",
                                 "eventtrail.video.id", "eventtrail.video.progress"}
-HOUR_ACTION_FIELDS = frozenset({"event.action", "eventtrail.community.slug",
-                                "eventtrail.target.type", "eventtrail.target.state",
-                                "http.response.status_code"})
-HOUR_USER_FIELDS = frozenset({"user.id", "eventtrail.community.slug"})
+QUARTER_ACTION_FIELDS = frozenset({"event.action", "eventtrail.community.slug",
+                                   "eventtrail.target.type", "eventtrail.target.state",
+                                   "http.response.status_code"})
+QUARTER_USER_FIELDS = frozenset({"user.id", "eventtrail.community.slug"})
 GRAINS: dict[type[Model], tuple[str, ...]] = {
     UserRollup: USER_GRAIN,
     TargetRollup: (*USER_GRAIN, "target_id", "scroll_depth", "video_id", "video_progress"),
-    HourActionRollup: ("action", "community_slug", "target_type", "target_state", "status_code",
-                       "is_bot"),
-    HourUserRollup: ("user_id", "community_slug", "is_bot"),
+    QuarterHourActionRollup: ("action", "community_slug", "target_type", "target_state",
+                              "status_code", "is_bot"),
+    QuarterHourUserRollup: ("user_id", "community_slug", "is_bot"),
 }
-HOURLY = (HourActionRollup, HourUserRollup)
-HOUR = 3600
-HOURS = Interval(calendar="hour")  # buckets of whole UTC hours: no hour is ever split
+QUARTER_HOURLY = (QuarterHourActionRollup, QuarterHourUserRollup)
+QUARTER_HOUR = 900
+# Buckets of whole UTC quarter hours: none is ever split (the plan for "who, when" questions).
+QUARTERS = Interval(seconds=QUARTER_HOUR)
 _FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' columns
 ROLLUP = "daily"
 
@@ -417,7 +421,7 @@ Piece = tuple[datetime, datetime]
 def whole_units(alias: str, start: datetime | None, end: datetime | None,
                 floor: Callable[[datetime], datetime],
                 unit: timedelta) -> tuple[datetime | None, datetime | None, list[Piece]] | None:
-    """A period [start, end) (UTC, either end open) as whole rollup units (days, hours)
+    """A period [start, end) (UTC, either end open) as whole rollup units (days, quarter hours)
     [first, last), and the pieces at either end that cut a unit (read from the events), or None
     when both ends cut the same unit. A cut leaves no piece when nothing of its unit lies beyond
     it: an end just after the unit's last event (a period ending now), a start just before its
@@ -464,7 +468,7 @@ def rollup_days(interval: Interval | None, tz: str) -> bool:
 
 
 def _time_column(model: type[Model]) -> str:
-    return "hour" if model in HOURLY else "day"
+    return "start" if model in QUARTER_HOURLY else "day"
 
 
 def _rebuild_day(alias: str, day: date) -> None:
@@ -474,15 +478,15 @@ def _rebuild_day(alias: str, day: date) -> None:
     for model in GRAINS:
         grain = GRAINS[model]
         extra: dict[str, Any] = {"name": Max("user_name")} if model is UserRollup else {}
-        if model in HOURLY:
-            rows = (raw.annotate(at=EpochBucket("timestamp", HOUR)).values("at", *grain)
+        if model in QUARTER_HOURLY:
+            rows = (raw.annotate(at=EpochBucket("timestamp", QUARTER_HOUR)).values("at", *grain)
                     .annotate(n=Count("pk")).order_by())
         else:
             rows = raw.values(*grain).annotate(n=Count("pk"), **extra).order_by()
         made: list[Any] = []
         for r in rows:
-            when = ({"hour": datetime.fromtimestamp(int(r["at"]), UTC)} if model in HOURLY
-                    else {"day": day})
+            when = ({"start": datetime.fromtimestamp(int(r["at"]), UTC)}
+                    if model in QUARTER_HOURLY else {"day": day})
             made.append(model(events=r["n"], grain=grain_key([r[c] for c in grain]), **when,
                               **({"user_name": r["name"]} if extra else {}),
                               **{c: r[c] for c in grain}))
@@ -539,7 +543,7 @@ def _grain_of(model: type[Model], row: StoredEvent) -> tuple[Any, ...]:
 
 def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
             names: dict[tuple[Any, ...], str] | None = None) -> None:
-    """Add ``counts`` ({(day or hour, *grain): n}) to a rollup table in a few statements:
+    """Add ``counts`` ({(day or quarter hour, *grain): n}) to a rollup table in a few statements:
     INSERT ... ON CONFLICT (day, grain) DO UPDATE SET events = events + n: a grain has one row,
     however its events arrive. ``names``: a grain's greatest user name, kept as the rebuild
     keeps it (the database's order)."""
@@ -547,7 +551,7 @@ def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     when = _time_column(model)
-    adapt = (connection.ops.adapt_datetimefield_value if model in HOURLY
+    adapt = (connection.ops.adapt_datetimefield_value if model in QUARTER_HOURLY
              else connection.ops.adapt_datefield_value)
     columns = [when, "grain", *GRAINS[model], "events"]
     update = f"events = {table}.events + excluded.events"
@@ -582,9 +586,9 @@ def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
     names: dict[tuple[Any, ...], str] = {}
     for row in rows:
         moment = row.timestamp.astimezone(UTC)
-        day, hour = moment.date(), moment.replace(minute=0, second=0, microsecond=0)
+        day, quarter = moment.date(), _floor_quarter(moment)
         for model, counted in counts.items():
-            key = (hour if model in HOURLY else day, *_grain_of(model, row))
+            key = (quarter if model in QUARTER_HOURLY else day, *_grain_of(model, row))
             counted[key] += 1
             if model is UserRollup and row.user_name is not None and (
                     key not in names or row.user_name > names[key]):
@@ -621,30 +625,32 @@ def rollup_q(where: Where, span: Span) -> Q:
     return q
 
 
-def hourly_model(where: Where, fields: Sequence[str]) -> type[Model] | None:
-    """The hourly rollup whose columns answer ``where`` grouped by ``fields``, if any."""
+def quarter_model(where: Where, fields: Sequence[str]) -> type[Model] | None:
+    """The quarter-hour rollup whose columns answer ``where`` grouped by ``fields``, if any."""
     if where.text or where.scope is not None:
         return None
     used = {f.field for f in where.filters} | set(fields)
-    if used <= HOUR_ACTION_FIELDS:
-        return HourActionRollup
-    if used <= HOUR_USER_FIELDS:
-        return HourUserRollup
+    if used <= QUARTER_ACTION_FIELDS:
+        return QuarterHourActionRollup
+    if used <= QUARTER_USER_FIELDS:
+        return QuarterHourUserRollup
     return None
 
 
-MAX_SPLIT_HOURS = 64  # hours cut by bucket starts (zones off the hour) read raw, at most
+MAX_SPLIT = 64  # quarter hours cut by bucket starts (an old zone offset) read raw, at most
 
 
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def _floor_quarter(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
-class HourPlan:
-    """A period as whole UTC hours [first, last) for an hourly rollup, less the ``split`` hours
-    a bucket starts inside (a zone off the hour: India, Nepal, Newfoundland...), plus the
-    ``windows`` read from the events table: the split hours and the cut hours at either end."""
+class QuarterPlan:
+    """A period as whole UTC quarter hours [first, last) for a quarter-hour rollup, less the
+    ``split`` ones a bucket starts inside (only zones' old offsets, such as local mean time, and
+    fixed buckets finer than 15 minutes do that), plus the ``windows`` read from the events
+    table: the split quarter hours and the cut ones at either end."""
 
     first: datetime
     last: datetime
@@ -658,55 +664,55 @@ class HourPlan:
         return q
 
 
-def hour_plan(alias: str, where: Where, interval: Interval, tz: str) -> HourPlan | None:
-    """How an hourly rollup answers ``where`` bucketed by ``interval`` in ``tz`` exactly, or
-    None (both ends cut one hour, fixed buckets off the hour, too many split hours, no
-    events)."""
-    if interval.seconds and interval.seconds % HOUR:
+def _on_quarters(interval: Interval, tz: str, first: datetime, last: datetime) -> bool:
+    """Whether every bucket from ``first`` to ``last`` starts on a UTC quarter hour: fixed
+    buckets (whole quarter hours from the epoch), and calendar ones in a zone whose offsets, and
+    the moments they change, all fall on quarter hours then (every zone's today)."""
+    if interval.seconds:
+        return interval.seconds % QUARTER_HOUR == 0
+    offsets = zone_offsets(tz, first.date(), last.date())
+    return all(offset % QUARTER_HOUR == 0 for _, offset in offsets) \
+        and all(at % QUARTER_HOUR == 0 for at, _ in offsets[1:])
+
+
+def quarter_plan(alias: str, where: Where, interval: Interval, tz: str) -> QuarterPlan | None:
+    """How a quarter-hour rollup answers ``where`` bucketed by ``interval`` in ``tz`` exactly,
+    or None (both ends cut one quarter hour, fixed buckets that are not whole quarter hours,
+    too many split quarter hours, no events)."""
+    if interval.seconds and interval.seconds % QUARTER_HOUR:
         return None
     events = StoredEvent.objects.using(alias)
+    quarter = timedelta(seconds=QUARTER_HOUR)
     start = where.start.astimezone(UTC) if where.start is not None else None
     end = where.end.astimezone(UTC) if where.end is not None else None
     if start is None:
         oldest = events.order_by("timestamp").values_list("timestamp", flat=True).first()
         if oldest is None:
             return None
-        start = _floor_hour(oldest)
+        start = _floor_quarter(oldest)
     if end is None:
         newest = events.order_by("-timestamp").values_list("timestamp", flat=True).first()
         if newest is None:
             return None
-        end = _floor_hour(newest) + timedelta(hours=1)
+        end = _floor_quarter(newest) + quarter
     if start >= end:
         return None
-    units = whole_units(alias, start, end, _floor_hour, timedelta(hours=1))
+    units = whole_units(alias, start, end, _floor_quarter, quarter)
     if units is None:
         return None
     first, last, pieces = units
     assert first is not None and last is not None
     windows = list(pieces)
     split: set[datetime] = set()
-    bucket = bucket_start(first, interval, tz)
+    bucket = last if _on_quarters(interval, tz, first, last) else bucket_start(first, interval, tz)
     while bucket < last:
-        if bucket > first and bucket != _floor_hour(bucket):
-            split.add(_floor_hour(bucket))
-            if len(split) > MAX_SPLIT_HOURS:
+        if bucket > first and bucket != _floor_quarter(bucket):
+            split.add(_floor_quarter(bucket))
+            if len(split) > MAX_SPLIT:
                 return None
         bucket = next_start(bucket, interval, tz)
-    windows.extend((hour, hour + timedelta(hours=1)) for hour in sorted(split))
-    return HourPlan(first, last, frozenset(split), tuple(windows))
-
-
-def _hour_buckets(interval: Interval, tz: str) -> Callable[[datetime], int]:
-    """An hour's bucket start (epoch ms), each hour worked out once."""
-    cache: dict[datetime, int] = {}
-
-    def bucket(hour: datetime) -> int:
-        if hour not in cache:
-            cache[hour] = epoch_ms(bucket_start(hour, interval, tz))
-        return cache[hour]
-
-    return bucket
+    windows.extend((at, at + quarter) for at in sorted(split))
+    return QuarterPlan(first, last, frozenset(split), tuple(windows))
 
 
 class DatabaseStore:
@@ -808,12 +814,13 @@ class DatabaseStore:
             metrics["avg_duration"] = Avg("duration")
         return metrics
 
-    def _bucketing(self, where: Where, interval: Interval, tz: str) -> Bucketing:
+    def _bucketing(self, where: Where, interval: Interval, tz: str,
+                   column: str = "timestamp") -> Bucketing:
         vendor = connections[self.alias].vendor
         days = None
         if vendor == "sqlite" and not fixed_seconds(interval, tz):
             days = self._days(where)
-        return time_bucket(interval, tz, vendor, days)
+        return time_bucket(interval, tz, vendor, days, column)
 
     def _days(self, where: Where) -> tuple[date, date]:
         """The UTC days the rows of ``where`` can fall on: its period, or the events' own."""
@@ -952,22 +959,23 @@ class DatabaseStore:
         self.rollup_reads += 1
         return chosen._default_manager.using(self.alias).filter(rollup_q(where, parts[0]))
 
-    def _hourly(self, where: Where, fields: Sequence[str], interval: Interval,
-                tz: str) -> tuple[QuerySet[Any], HourPlan] | None:
-        """The hourly rollup's rows for ``where``'s whole hours and the plan of what is read
-        raw, or None when only raw events are exact (or no hourly rollup has the columns)."""
-        model = hourly_model(where, fields) if self.rollups else None
+    def _quarters(self, where: Where, fields: Sequence[str], interval: Interval,
+                  tz: str) -> tuple[QuerySet[Any], QuarterPlan] | None:
+        """The quarter-hour rollup's rows for ``where``'s whole quarter hours and the plan of
+        what is read raw, or None when only raw events are exact (or no quarter-hour rollup has
+        the columns)."""
+        model = quarter_model(where, fields) if self.rollups else None
         if model is None:
             return None
         ensure_rollups(self.alias)
-        plan = hour_plan(self.alias, where, interval, tz)
+        plan = quarter_plan(self.alias, where, interval, tz)
         if plan is None:
             return None
         self.rollup_reads += 1
         rows = model._default_manager.using(self.alias).filter(
-            _rollup_filters(where), hour__gte=plan.first, hour__lt=plan.last)
+            _rollup_filters(where), start__gte=plan.first, start__lt=plan.last)
         if plan.split:
-            rows = rows.exclude(hour__in=sorted(plan.split))
+            rows = rows.exclude(start__in=sorted(plan.split))
         return rows, plan
 
     def _people_in_parts(self, where: Where) -> set[str] | None:
@@ -990,12 +998,13 @@ class DatabaseStore:
 
     def _users(self, where: Where) -> set[str]:
         """Distinct users of a period within a day or so (a rolling window's cut day): the
-        hourly user rollup's whole hours and the events of the cut hours, or the events."""
+        quarter-hour user rollup's whole quarter hours and the events of the cut ones, or the
+        events."""
         qs = self.queryset(where).filter(user_id__isnull=False)
         people: set[str] = set()
-        hourly = self._hourly(where, ["user.id"], HOURS, "UTC")
-        if hourly is not None:
-            rows, plan = hourly
+        quarters = self._quarters(where, ["user.id"], QUARTERS, "UTC")
+        if quarters is not None:
+            rows, plan = quarters
             people.update(rows.filter(user_id__isnull=False).values_list("user_id", flat=True)
                           .distinct().order_by())
             if not plan.windows:
@@ -1087,25 +1096,26 @@ class DatabaseStore:
 
     @unavailable_on_error
     def first_seen(self, where: Where, users: Sequence[str]) -> dict[str, datetime]:
-        """Each user's first event. A rollup finds the day (or hour) it falls in; the events
-        of that day give the moment, one query per distinct day, along the timestamp index."""
+        """Each user's first event. A rollup finds the day (or quarter hour) it falls in; the
+        events of that span give the moment, one query per distinct span, along the timestamp
+        index."""
         out: dict[str, datetime] = {}
         qs = self.queryset(where)
-        hourly = self._hourly(where, ["user.id"], HOURS, "UTC")
-        rolled = None if hourly is not None else self._rollup(where, "user.id")
+        quarters = self._quarters(where, ["user.id"], QUARTERS, "UTC")
+        rolled = None if quarters is not None else self._rollup(where, "user.id")
         for chunk in _chunks(users):
-            if hourly is None and rolled is None:
+            if quarters is None and rolled is None:
                 rows = (qs.filter(user_id__in=chunk).values("user_id")
                         .annotate(first=Min("timestamp")).order_by())
                 out.update({str(r["user_id"]): r["first"] for r in rows})
                 continue
             spans: dict[tuple[datetime, datetime], list[str]] = defaultdict(list)
-            if hourly is not None:
-                rows, plan = hourly
-                for user, hour in (rows.filter(user_id__in=chunk).values_list("user_id")
-                                   .annotate(at=Min("hour")).order_by()):
-                    spans[(hour, hour + timedelta(hours=1))].append(user)
-                for window in plan.windows:  # cut hours: any user may have begun there
+            if quarters is not None:
+                rows, plan = quarters
+                for user, at in (rows.filter(user_id__in=chunk).values_list("user_id")
+                                 .annotate(at=Min("start")).order_by()):
+                    spans[(at, at + timedelta(seconds=QUARTER_HOUR))].append(user)
+                for window in plan.windows:  # cut quarters: any user may have begun there
                     spans[window].extend(chunk)
             else:
                 assert rolled is not None
@@ -1135,14 +1145,15 @@ class DatabaseStore:
                 out.add((str(user), starts[day]))
             return out
         qs = self.queryset(where)
-        hourly = self._hourly(where, ["user.id"], interval, tz)
+        quarters = self._quarters(where, ["user.id"], interval, tz)
         out = set()
-        if hourly is not None:
-            rows, plan = hourly
-            bucket = _hour_buckets(interval, tz)
-            for user, hour in (rows.filter(user_id__isnull=False).values_list("user_id", "hour")
-                               .distinct().order_by()):
-                out.add((str(user), bucket(hour)))
+        if quarters is not None:
+            rows, plan = quarters
+            # Each quarter hour lies whole in one bucket: the database buckets its start.
+            bucketing = self._bucketing(where, interval, tz, "start")
+            pairs = (rows.filter(user_id__isnull=False).annotate(t=bucketing.expression)
+                     .values_list("user_id", "t").distinct().order_by())
+            out.update((str(user), bucketing.to_ms(t)) for user, t in pairs)
             if not plan.windows:
                 return out
             qs = qs.filter(plan.raw_q())
@@ -1173,14 +1184,15 @@ class DatabaseStore:
         qs = self.queryset(where)
         if column:
             qs = qs.filter(**{f"{column}__isnull": False})
-        hourly = self._hourly(where, [field] if field else [], interval, tz)
-        if hourly is not None:
-            rows, plan = hourly
+        quarters = self._quarters(where, [field] if field else [], interval, tz)
+        if quarters is not None:
+            rows, plan = quarters
             if column:
                 rows = rows.filter(**{f"{column}__isnull": False})
-            bucket = _hour_buckets(interval, tz)
-            for r in rows.values(*names, "hour").annotate(n=Sum("events")).order_by():
-                out[(str(r[column]) if column else None, bucket(r["hour"]))] += int(r["n"])
+            bucketing = self._bucketing(where, interval, tz, "start")
+            for r in (rows.annotate(t=bucketing.expression).values(*names, "t")
+                      .annotate(n=Sum("events")).order_by()):
+                out[(str(r[column]) if column else None, bucketing.to_ms(r["t"]))] += int(r["n"])
             if not plan.windows:
                 return dict(out)
             qs = qs.filter(plan.raw_q())
