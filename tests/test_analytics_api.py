@@ -203,6 +203,18 @@ def test_new_versus_returning(store, events, community):
     assert sum(new) > 0 and sum(returning) > 0
 
 
+def test_new_versus_returning_by_week_from_mid_week(store, events):
+    # The first week starts before the period: a user whose first event lies in that week but
+    # before the period is new in it, and returning in later weeks.
+    start = UNTIL - timedelta(days=UNTIL.weekday() + 18)  # a Thursday, three weeks back
+    assert start.weekday() == 3
+    body = get("new-returning", {"from": start.isoformat(), "to": UNTIL.isoformat(),
+                                 "interval": "week"})
+    new, returning = data.new_returning(events, start, UNTIL, week=True)
+    assert (body["new"], body["returning"]) == (new, returning)
+    assert sum(new) > 0 and sum(returning) > 0
+
+
 def test_weekly_buckets_match_daily_sums_of_events(store, events):
     start = UNTIL - timedelta(days=UNTIL.weekday() + 21)
     body = get("events-over-time", {"from": start.isoformat(), "to": UNTIL.isoformat(),

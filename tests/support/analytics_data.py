@@ -91,6 +91,13 @@ def crafted(until: datetime) -> list[dict[str, Any]]:
             "eventtrail.target.state": "published", "eventtrail.source": "signal",
             "user.id": "9500", "user.name": "reader9500",
         }, at_ns=int((today - timedelta(days=day, hours=-8)).timestamp() * 1e9)))
+    # New or returning by the week from a Thursday three weeks back: a user whose first event
+    # ever is that week's Tuesday, before the period, and who comes back the week after.
+    monday = until - timedelta(days=until.weekday() + 21)
+    for at in (monday + timedelta(days=1, hours=10), monday + timedelta(days=10, hours=10)):
+        out.append(draft_for("user.login", {"user.id": "9900", "user.name": "reader9900",
+                                            "eventtrail.source": "signal"},
+                             at_ns=int(at.timestamp() * 1e9)))
     return out
 
 
@@ -267,7 +274,12 @@ def content_changes(events, start, end, community=None):
     return {n: [c[d] for d in days_between(start, end)] for n, c in counts.items()}
 
 
-def new_returning(events, start, end, community=None):
+def new_returning(events, start, end, community=None, week=False):
+    """Per day (or Monday-first UTC week: ``week``) from ``start``: new and returning users."""
+    def unit(ts):
+        day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+        return day - timedelta(days=day.weekday()) if week else day
+
     first = {}
     for e in human(events, community=community):
         if e.get("user.id"):
@@ -276,15 +288,15 @@ def new_returning(events, start, end, community=None):
     new, back = Counter(), Counter()
     seen = set()
     for e in human(events, start, end, community=community):
-        if not e.get("user.id") or (e["user.id"], _day(e)) in seen:
+        if not e.get("user.id") or (e["user.id"], unit(e["_ts"])) in seen:
             continue
-        seen.add((e["user.id"], _day(e)))
-        if _day(e) == first[e["user.id"]].replace(hour=0, minute=0, second=0, microsecond=0):
-            new[_day(e)] += 1
+        seen.add((e["user.id"], unit(e["_ts"])))
+        if unit(e["_ts"]) == unit(first[e["user.id"]]):
+            new[unit(e["_ts"])] += 1
         else:
-            back[_day(e)] += 1
-    days = days_between(start, end)
-    return [new[d] for d in days], [back[d] for d in days]
+            back[unit(e["_ts"])] += 1
+    units = sorted({unit(d) for d in days_between(start, end)})
+    return [new[d] for d in units], [back[d] for d in units]
 
 
 def top_members(events, start, end, community=None):

@@ -278,7 +278,11 @@ def content_changes(store: Store, p: Params, community: str | None) -> dict[str,
 def active_users(store: Store, p: Params, community: str | None) -> dict[str, Any]:
     """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU)."""
     w = where(p, community=community)
-    events = {bucket: n for (_, bucket), n in store.counts(w, None, p.interval, p.tz).items()}
+    # Events per bucket, summed from the events per action and bucket that the page's "events
+    # over time" asks for the same period: one question for both panels.
+    events: dict[int, int] = defaultdict(int)
+    for (_, bucket), n in store.counts(w, "event.action", p.interval, p.tz).items():
+        events[bucket] += n
     users: dict[int, int] = defaultdict(int)
     for _, bucket in store.active_pairs(w, p.interval, p.tz):
         users[bucket] += 1
@@ -297,9 +301,16 @@ def new_returning(store: Store, p: Params, community: str | None) -> dict[str, A
     """Per bucket, active users split in two: ``new`` when the user's first event ever (within
     retention, in this community when one is given) falls in that bucket, else ``returning``."""
     pairs = store.active_pairs(where(p, community=community), p.interval, p.tz)
-    users = sorted({u for u, _ in pairs})
-    first = store.first_seen(where(p, community=community, timeless=True), users)
-    first_bucket = {u: epoch_ms(bucket_start(t, p.interval, p.tz)) for u, t in first.items()}
+    # A user's first event ever lies either before the period (found among the events before
+    # it: the rest of retention, often none) or in it, where their earliest active bucket holds
+    # it. So only the events before the period are searched, never the period again.
+    first_bucket: dict[str, int] = {}
+    for user, bucket in pairs:
+        first_bucket[user] = min(bucket, first_bucket.get(user, bucket))
+    if p.start is not None:
+        before = where(p, community=community, timeless=True, end=p.start)
+        for user, moment in store.first_seen(before, sorted(first_bucket)).items():
+            first_bucket[user] = epoch_ms(bucket_start(moment, p.interval, p.tz))
     new: dict[int, int] = defaultdict(int)
     returning: dict[int, int] = defaultdict(int)
     for user, bucket in pairs:
