@@ -9,7 +9,11 @@ Events come from the demo's activity generator (seeded site, the 30 days up to t
 data is made, so "today so far" holds events as on a live site). The database stores receive
 them as a site's do, through ``DatabaseSink`` in batches (enriched and inserted by the sink; no
 ``ANALYZE`` afterwards, as nothing runs one on a live site); the engine through the bulk API,
-enriched as the pipeline does. Each store runs in a child process of its own.
+enriched as the pipeline does, twice: into one backing index (``engine``: a site whose events
+all arrived within a week, the worst case), and into one per week (``engine-weekly``: the data
+stream rolled over between weeks, as the shipped ILM policy does, so 30 days of events lie in
+five backing indices and a new event touches only the newest). Each store runs in a child
+process of its own.
 
 Every request goes through the real URL, middleware and view (Django's test client, in
 process, signed in), with the defaults a page or a documented example uses: ``to`` is "now",
@@ -33,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-STORES = ("sqlite", "postgres", "engine")
+STORES = ("sqlite", "postgres", "engine", "engine-weekly")
+WEEK = 7 * 86400
+FIRST_WEEK = 30 * 86400 // WEEK  # the generated activity's 30 days: weeks 0 (newest) to 4
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 THROTTLE_OFF = "1000000/min"  # the bench's own requests must never meet the API throttle
 
@@ -121,7 +127,30 @@ def _load_database(path: Path) -> float:
     return time.monotonic() - began
 
 
-def _load_engine(path: Path, url: str, stream: str) -> float:
+def _weeks(path: Path, until: str) -> list[Path]:
+    """The events split by the week they fall in, counted back from ``until``, oldest first:
+    the backing indices a data stream under the shipped ILM policy (rollover at 7 days) holds
+    after the 30 days of generated activity. The site's older history (articles written months
+    before) was recorded when the stream began: in its first backing index."""
+    from datetime import datetime
+
+    end = datetime.fromisoformat(until).timestamp()
+    files: dict[int, Any] = {}
+    with path.open() as fh:
+        for line in fh:
+            moment = datetime.fromisoformat(json.loads(line)["@timestamp"].replace("Z", "+00:00"))
+            week = min(int((end - moment.timestamp()) // WEEK), FIRST_WEEK)
+            if week not in files:
+                files[week] = path.with_name(f"week-{week}.jsonl").open("w")
+            files[week].write(line)
+    for fh in files.values():
+        fh.close()
+    return [path.with_name(f"week-{week}.jsonl") for week in sorted(files, reverse=True)]
+
+
+def _load_engine(path: Path, url: str, stream: str, until: str | None = None) -> float:
+    """Bulk, enriched as the pipeline does, then one refresh and a force merge. With ``until``:
+    week by week, the data stream rolled over between weeks (``_weeks``)."""
     from eventtrail import schema
     from eventtrail.enrichment import enrich
 
@@ -134,15 +163,23 @@ def _load_engine(path: Path, url: str, stream: str) -> float:
     template["index_patterns"] = [stream]
     client.indices.put_index_template(name="bench-analytics", **template)
 
-    def actions() -> Any:
-        for batch in _lines(path, 5000):
+    def actions(source: Path) -> Any:
+        for batch in _lines(source, 5000):
             for line in batch:
                 doc = schema.unflatten(enrich(schema.flatten(json.loads(line))))
                 yield {"_op_type": "create", "_index": stream, "_id": doc["event"]["id"],
                        "_source": doc}
 
     began = time.monotonic()
-    helpers.bulk(client, actions(), chunk_size=5000, request_timeout=120)
+    if until is None:
+        helpers.bulk(client, actions(path), chunk_size=5000, request_timeout=120)
+    else:
+        weeks = _weeks(path, until)
+        for i, week in enumerate(weeks):
+            helpers.bulk(client, actions(week), chunk_size=5000, request_timeout=120)
+            week.unlink()
+            if i < len(weeks) - 1:
+                client.indices.rollover(alias=stream)
     client.indices.refresh(index=stream)
     client.indices.forcemerge(index=stream, max_num_segments=1, request_timeout=600)
     return time.monotonic() - began
@@ -345,14 +382,19 @@ def child(args: argparse.Namespace) -> None:
 
     report: dict[str, Any] = {"store": args.store, "generate_seconds": meta["generate_seconds"],
                               "until": meta["until"], "load_before": os.getloadavg()}
-    if args.store == "engine":
+    if args.store.startswith("engine"):
         from tests.support.engine import Engine
         from tests.support.es_adapter import OpenSearchCompatNode
 
         node = Engine(heap=args.heap).start()
         try:
             stream = "logs-eventtrail-bench"
-            report["load_seconds"] = round(_load_engine(docs, node.url, stream), 1)
+            weekly = meta["until"] if args.store == "engine-weekly" else None
+            report["load_seconds"] = round(_load_engine(docs, node.url, stream, weekly), 1)
+            from tests.support import es_adapter
+
+            streams = es_adapter.client(node.url).indices.get_data_stream(name=stream)
+            report["backing_indices"] = len(streams["data_streams"][0]["indices"])
             from django.test.utils import override_settings
 
             # As a changed setting is announced: every cache of the configuration (the store
@@ -484,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-TARGET_MS = {"sqlite": 500, "postgres": 500, "engine": 200}
+TARGET_MS = {"sqlite": 500, "postgres": 500, "engine": 200, "engine-weekly": 200}
 
 
 def _load(values: Any = None) -> str:
@@ -514,8 +556,10 @@ def render(reports: list[dict[str, Any]], events: int) -> str:
     over = {r["store"]: sum(1 for v in r["latency_ms"].values()
                             if v["p95"] > TARGET_MS[r["store"]]) for r in reports}
     for r in reports:
+        indices = (f" into {r['backing_indices']} backing indices" if "backing_indices" in r
+                   else "")
         lines.append(f"{r['store']}: generated in {r['generate_seconds']} s, loaded in "
-                     f"{r['load_seconds']} s; {over[r['store']]} of {len(names)} requests over "
+                     f"{r['load_seconds']} s{indices}; {over[r['store']]} of {len(names)} requests over "
                      f"the target; samples per request {min(v['n'] for v in r['latency_ms'].values())}"
                      f" to {max(v['n'] for v in r['latency_ms'].values())}; load average "
                      f"{_load(r['load_before'])} before, {_load(r['load_after'])} after")

@@ -39,3 +39,16 @@ def test_quick_benchmark_reports_every_page_and_endpoint(tmp_path):
         assert 0 < figures["p50"] <= figures["p95"] and figures["n"] >= 3, name
         assert f"| {name} |" in done.stdout
     assert "load average" in done.stdout
+
+
+def test_weekly_layout_splits_events_by_week_back_from_the_end_oldest_first(tmp_path):
+    until = "2026-12-07T08:00:00+00:00"
+    stamps = ["2026-12-07T07:59:59.000Z", "2026-11-30T08:00:01.000Z", "2026-11-30T07:59:59.000Z",
+              "2026-11-08T09:00:00.000Z", "2026-12-01T00:00:00.000Z", "2026-06-01T00:00:00.000Z"]
+    path = tmp_path / "prepared.jsonl"
+    path.write_text("".join(json.dumps({"@timestamp": s, "n": i}) + "\n"
+                            for i, s in enumerate(stamps)))
+    weeks = analytics._weeks(path, until)
+    assert [w.name for w in weeks] == ["week-4.jsonl", "week-1.jsonl", "week-0.jsonl"]
+    held = [[json.loads(line)["n"] for line in w.read_text().splitlines()] for w in weeks]
+    assert held == [[3, 5], [2], [0, 1, 4]]  # older history: the first index
