@@ -366,10 +366,11 @@ def _chunks(values: Sequence[T]) -> list[list[T]]:
 # of whole units (UTC days for the daily ones; for the quarter-hour ones any bucket of whole
 # quarter hours, which every zone's day and hour are today), and a period whose ends either fall
 # on a unit's start or cut a unit where nothing lies beyond the cut (a period ending now, with
-# nothing stamped later today, reads today's rollup: today so far), the cut pieces read raw. They are built once from StoredEvent (``ensure_rollups``), and
-# from then on the database sink adds each batch it inserts in the same transaction, so they
-# always equal the events table without a rebuild on read. Events written any other way, or
-# deleted (retention), need ``reset_rollups``.
+# nothing stamped later today, reads today's rollup: today so far), the cut pieces read raw.
+# They are built once from StoredEvent (``ensure_rollups``), and from then on the database sink
+# adds each batch it inserts in the same transaction, so they always equal the events table
+# without a rebuild on read. Events written any other way, or deleted (retention), need
+# ``reset_rollups``.
 
 USER_GRAIN = ("action", "community_slug", "target_type", "user_id", "is_bot", "status_code")
 USER_FIELDS = frozenset({"event.action", "eventtrail.community.slug", "eventtrail.target.type",
@@ -399,17 +400,21 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), UTC)
 
 
-def rollup_model(where: Where, fields: Sequence[str] = ()) -> type[Model] | None:
-    """The rollup whose columns answer ``where`` (grouped by ``fields``), if any; whether its
-    days hold ``where``'s period exactly is ``rollup_parts``' question."""
+Tables = tuple[tuple[frozenset[str], type[Model]], ...]  # (the fields it has, the rollup)
+DAILY: Tables = ((USER_FIELDS, UserRollup), (TARGET_FIELDS, TargetRollup))
+QUARTER_HOURS: Tables = ((QUARTER_ACTION_FIELDS, QuarterHourActionRollup),
+                         (QUARTER_USER_FIELDS, QuarterHourUserRollup))
+
+
+def rollup_model(where: Where, fields: Sequence[str] = (),
+                 tables: Tables = DAILY) -> type[Model] | None:
+    """The first of ``tables`` whose columns answer ``where`` (grouped by ``fields``), if any;
+    whether its days or quarter hours hold ``where``'s period exactly is ``rollup_parts``' and
+    ``quarter_plan``'s question."""
     if where.text or where.scope is not None:
         return None
     used = {f.field for f in where.filters} | set(fields)
-    if used <= USER_FIELDS:
-        return UserRollup
-    if used <= TARGET_FIELDS:
-        return TargetRollup
-    return None
+    return next((model for have, model in tables if used <= have), None)
 
 
 Span = tuple[date | None, date | None]
@@ -623,18 +628,6 @@ def rollup_q(where: Where, span: Span) -> Q:
     if last is not None:
         q &= Q(day__lt=last)
     return q
-
-
-def quarter_model(where: Where, fields: Sequence[str]) -> type[Model] | None:
-    """The quarter-hour rollup whose columns answer ``where`` grouped by ``fields``, if any."""
-    if where.text or where.scope is not None:
-        return None
-    used = {f.field for f in where.filters} | set(fields)
-    if used <= QUARTER_ACTION_FIELDS:
-        return QuarterHourActionRollup
-    if used <= QUARTER_USER_FIELDS:
-        return QuarterHourUserRollup
-    return None
 
 
 MAX_SPLIT = 64  # quarter hours cut by bucket starts (an old zone offset) read raw, at most
@@ -964,7 +957,7 @@ class DatabaseStore:
         """The quarter-hour rollup's rows for ``where``'s whole quarter hours and the plan of
         what is read raw, or None when only raw events are exact (or no quarter-hour rollup has
         the columns)."""
-        model = quarter_model(where, fields) if self.rollups else None
+        model = rollup_model(where, fields, QUARTER_HOURS) if self.rollups else None
         if model is None:
             return None
         ensure_rollups(self.alias)
