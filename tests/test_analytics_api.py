@@ -354,6 +354,26 @@ def test_errors_name_the_parameter(store, name, params, param):
     assert body["errors"][0]["param"] == param
 
 
+def test_a_series_too_long_to_draw_is_refused_never_cut(store, events):
+    """At most MAX_BUCKETS buckets: the longest series answers whole, its last bucket included,
+    and one bucket more is a 400 naming the interval and the shortest one that fits."""
+    from eventtrail.analytics.params import MAX_BUCKETS
+
+    start = UNTIL - timedelta(minutes=5 * MAX_BUCKETS)
+    params = {"from": start.isoformat(), "to": UNTIL.isoformat(), "interval": "5m"}
+    body = get("events-over-time", params)
+    assert len(body["times"]) == MAX_BUCKETS
+    assert body["times"][-1] == (UNTIL - timedelta(minutes=5)).isoformat()
+    assert sum(s["total"] for s in body["series"]) == len(list(data.human(events, start, UNTIL)))
+    for name in ("events-over-time", "active-users", "new-returning", "content-changes"):
+        error = get(name, {**params, "from": (start - timedelta(minutes=1)).isoformat()},
+                    status=400)["errors"][0]
+        assert error["param"] == "interval"
+        assert f"more than {MAX_BUCKETS}" in error["message"] and "6m or more" in error["message"]
+    assert get("active-users", {**params, "interval": "6m", "from": (
+        start - timedelta(minutes=1)).isoformat()})["interval"] == "6m"
+
+
 def test_unreachable_elasticsearch_is_503(settings, history):
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
                            "ELASTICSEARCH_HOSTS": ["http://127.0.0.1:9"],

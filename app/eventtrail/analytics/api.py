@@ -54,7 +54,8 @@ def _community(request: Request, p: Params, required: bool = False) -> str | Non
 
 DESCRIPTION = """Analytics computed from the event log; bots are excluded unless
 `include_bots=true`. Dates take ISO-8601 or date math (`now-7d`, `now/d`), intervals `hour`,
-`day`, `week`, `month` or e.g. `6h`, exactly as in /api/events/aggregate/. A user sees their own
+`day`, `week`, `month` or e.g. `6h`, exactly as in /api/events/aggregate/; a series has at most
+1,000 buckets. A user sees their own
 analytics (`user` defaults to them), moderators their communities', staff everything;
 anything else is a 403. Unknown parameters are a 400 naming the parameter; an unreachable
 store is a 503. Definitions of each score are in docs/analytics.md."""

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventtrail.analytics.params import Params, day_floor
-from eventtrail.stores.base import Store, bucket_start, epoch_ms, next_start, render_time
+from eventtrail.analytics.params import Params, buckets, day_floor
+from eventtrail.stores.base import Store, bucket_start, epoch_ms, render_time
 from eventtrail.stores.query import Filter, Where
 
 VIEW = "article.view"
@@ -34,7 +34,6 @@ MOMENTUM_BOUNDS = (0.25, 4.0)
 CANDIDATES = 1000  # articles (or communities) a trending or recommendation query considers
 MAX_READERS = 1000  # readers of one article whose other reads are looked at
 MIN_SUPPORT = 2  # co-viewers a recommendation needs: one shared reader is noise
-MAX_BUCKETS = 1000  # time buckets one series may have
 STATES = ("draft", "submitted", "published", "rejected", "archived")
 # A view is a read only when the page was served (2xx): a 404 for an article that does not exist
 # or is hidden, a 403, a redirect to the login page or a 500 stays an event (event.outcome, the
@@ -227,13 +226,7 @@ def _axis(p: Params, found: Sequence[int]) -> list[int]:
         firsts.append(p.start)
     if not firsts:
         return []
-    current = bucket_start(min(firsts), p.interval, p.tz)
-    last = bucket_start((p.end or p.now) - timedelta(milliseconds=1), p.interval, p.tz)
-    out: list[int] = []
-    while current <= last and len(out) < MAX_BUCKETS:
-        out.append(epoch_ms(current))
-        current = next_start(current, p.interval, p.tz)
-    return out
+    return [epoch_ms(b) for b in buckets(min(firsts), p.end or p.now, p.interval, p.tz)]
 
 
 def _series(store: Store, p: Params, w: Where,

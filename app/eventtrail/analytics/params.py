@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventtrail.conf import get_config
+from eventtrail.stores.base import bucket_start, next_start
 from eventtrail.stores.query import (
     Interval,
     QueryError,
@@ -19,6 +20,7 @@ from eventtrail.stores.query import (
 )
 
 COMMON = {"from", "to", "include_bots", "tz"}
+MAX_BUCKETS = 1000  # time buckets one series may have
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ def parse(
     interval = parse_interval(flat.get("interval") or default_interval)
     if interval.seconds and interval.seconds < 3600 and start is None:
         raise QueryError("interval", "intervals under an hour need a from date")
+    tz = parse_tz(flat.get("tz"))
+    if "interval" in allowed and start is not None:
+        # A series too long to draw is refused, naming what the caller set to make it so.
+        culprit = "interval" if flat.get("interval") else "to" if end and end > moment \
+            else "from" if flat.get("from") else "interval"
+        buckets(start, end or moment, interval, tz, culprit)
     config = get_config()
     size = parse_int("size", flat["size"], 1, 100) if flat.get("size") else 10
     days = default_days or config["TRENDING_DAYS"]
@@ -72,11 +80,33 @@ def parse(
         half_life = float(parse_int("half_life", flat["half_life"], 1, 90))
     return Params(
         now=moment, start=start, end=end, include_bots=include_bots,
-        tz=parse_tz(flat.get("tz")), interval=interval, size=size, days=days,
+        tz=tz, interval=interval, size=size, days=days,
         half_life=half_life, community=flat.get("community") or None,
         user=flat.get("user") or None, article=flat.get("article") or None,
         raw=tuple(sorted(flat.items())),
     )
+
+
+def buckets(first: datetime, end: datetime, interval: Interval, tz: str,
+            param: str = "interval") -> list[datetime]:
+    """The starts of the buckets from the one holding ``first`` to the one holding the moment
+    before ``end``. More than ``MAX_BUCKETS`` is a 400 naming ``param``, as a series that long
+    cannot be drawn (Prometheus and Elasticsearch cap theirs too), never a cut series."""
+    current = bucket_start(first, interval, tz)
+    last = bucket_start(end - timedelta(milliseconds=1), interval, tz)
+    out: list[datetime] = []
+    while current <= last:
+        if len(out) == MAX_BUCKETS:
+            hint = ""
+            if interval.seconds:
+                span = (last - bucket_start(first, interval, tz)).total_seconds()
+                hint = f" (this period needs {-(-int(span) // (MAX_BUCKETS - 1) // 60)}m or more)"
+            raise QueryError(param, f"{interval.label} buckets from {first.isoformat()} to "
+                             f"{end.isoformat()} make more than {MAX_BUCKETS}: use a longer "
+                             f"interval{hint} or a shorter period")
+        out.append(current)
+        current = next_start(current, interval, tz)
+    return out
 
 
 def period(label: str) -> str | None:
