@@ -242,6 +242,13 @@ def requests(who: dict[str, str]) -> list[tuple[str, str, str]]:
          "events-over-time/?interval=hour&tz=Asia/Kolkata&from=now-7d"),
         ("events-over-time interval=30m", "events-over-time/?interval=30m&from=now-7d"),
         ("events-over-time interval=5m", "events-over-time/?interval=5m&from=now-3d"),
+        # Long series of buckets that start inside quarter hours: the most buckets a series may
+        # have (1,000), over all the data.
+        ("events-over-time interval=50m", "events-over-time/?interval=50m&from=now-34d"),
+        ("active-users interval=50m", "active-users/?interval=50m&from=now-34d"),
+        ("active-users interval=20m", "active-users/?interval=20m&from=now-13d"),
+        ("new-returning interval=50m", "new-returning/?interval=50m&from=now-34d"),
+        ("events-over-time interval=7m", "events-over-time/?interval=7m&from=now-4d"),
         ("user-events-over-time", f"user-events-over-time/?user={u}"),
         ("top-members", f"top-members/?community={c}"),
         ("content-changes", "content-changes/"),

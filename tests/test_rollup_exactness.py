@@ -25,8 +25,9 @@ from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
 
 TZS = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham",
        "Asia/Kathmandu", "America/St_Johns"]
-# Whole quarter hours (the quarter-hour rollups' buckets) and finer (5m: the events table).
-INTERVALS = ["day", "week", "month", "hour", "6h", "30m", "15m", "5m"]
+# Whole quarter hours (the quarter-hour rollups' buckets), and buckets that start inside quarter
+# hours (50m, 20m, 7m, 5m: those quarter hours read from the events table, or all of it).
+INTERVALS = ["day", "week", "month", "hour", "6h", "30m", "15m", "50m", "20m", "7m", "5m"]
 
 
 @pytest.fixture(scope="module", params=[
@@ -194,8 +195,7 @@ def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
     """Every zone's offset today is a whole number of quarter hours (Nepal +5:45, Chatham
     +12:45), so their days and hours are made of whole quarter hours, with nothing read raw. A
     zone's old offset (Amsterdam kept +0:19:32 until 1937) starts its days inside a quarter
-    hour: that quarter hour is read from the events, and the counts stay exact. Buckets finer
-    than a quarter hour read the events."""
+    hour: that quarter hour is read from the events, and the counts stay exact."""
     from eventtrail.stores.database import quarter_plan
 
     from tests.support.sqlite_alias import sqlite_events
@@ -216,6 +216,7 @@ def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
             for interval in ("day", "hour", "week", "month", "30m"):
                 plan = quarter_plan(alias, month, parse_interval(interval), tz)
                 assert plan is not None and not plan.windows, (tz, interval)
+        # 5m over a month splits every quarter hour, more than a series may have buckets.
         assert quarter_plan(alias, month, parse_interval("5m"), "UTC") is None
 
         old = compute.where(None, start=datetime(1930, 6, 1, tzinfo=UTC),
@@ -233,3 +234,47 @@ def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
         pairs = rolled.active_pairs(old, day, "Europe/Amsterdam")
         assert pairs == raw.active_pairs(old, day, "Europe/Amsterdam") and len(pairs) == 2
         assert rolled.rollup_reads >= 2
+
+
+def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events(
+        tmp_path, django_db_blocker):
+    """50-minute buckets start on a quarter hour every 150 minutes and inside one twice in
+    between: the quarter hours a bucket starts inside are read from the events, on both sides of
+    that start (a user on either side, in the same quarter hour), and the rest from the
+    quarter-hour rollups, exactly as a scan of the events answers (and as the scan answers
+    buckets that split more of them)."""
+    from eventtrail.stores.database import quarter_plan
+
+    from tests.support.sqlite_alias import sqlite_events
+
+    day = datetime(2026, 11, 3, tzinfo=UTC)  # 2026-11-03 00:00 is a whole number of 150 minutes
+    assert int(day.timestamp()) % 9000 == 0
+    # 00:50 starts a bucket inside 00:45-01:00: one view each side of it, by two users.
+    at = [day + timedelta(minutes=m, seconds=s) for m, s in
+          ((3, 0), (46, 10), (49, 59), (50, 0), (52, 30), (101, 0), (149, 59), (150, 0),
+           (700, 0), (2000, 0))]
+    views = [data._view(t, "ab"[i % 2], str(i % 3)) for i, t in enumerate(at)]
+    fifty = parse_interval("50m")
+    with django_db_blocker.unblock(), sqlite_events("inside", tmp_path / "i.sqlite3") as alias:
+        DatabaseSink(alias).send([data.prepare(v)[1] for v in views])
+        period = compute.where(None, start=day, end=day + timedelta(days=2))
+        plan = quarter_plan(alias, period, fifty, "UTC")
+        assert plan is not None
+        assert len(plan.split) == 2 * 2 * 24 * 60 // 150  # two of every ten quarter hours
+        assert day + timedelta(minutes=45) in plan.split
+        assert day + timedelta(minutes=150) not in plan.split
+        rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
+        for interval, tz in ((fifty, "UTC"), (fifty, "Asia/Kathmandu"),
+                             (parse_interval("20m"), "UTC"), (parse_interval("7m"), "UTC")):
+            counted = rolled.counts(period, "event.action", interval, tz)
+            assert counted == raw.counts(period, "event.action", interval, tz), interval
+            pairs = rolled.active_pairs(period, interval, tz)
+            assert pairs == raw.active_pairs(period, interval, tz), interval
+        by_fifty = rolled.counts(period, None, fifty, "UTC")
+        assert by_fifty[(None, int((day + timedelta(minutes=0)).timestamp()) * 1000)] == 3
+        assert by_fifty[(None, int((day + timedelta(minutes=50)).timestamp()) * 1000)] == 2
+        assert by_fifty[(None, int((day + timedelta(minutes=100)).timestamp()) * 1000)] == 2
+        assert rolled.rollup_reads >= 5
+        # 20m buckets split one quarter hour in two, 7m all: a scan of the events costs less.
+        assert quarter_plan(alias, period, parse_interval("20m"), "UTC") is None
+        assert quarter_plan(alias, period, parse_interval("7m"), "UTC") is None
