@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from django.db import DatabaseError, connections, transaction
 from django.db.models import (
     Avg,
+    BooleanField,
     CharField,
     Count,
     Expression,
@@ -28,6 +29,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.db.models.functions import Collate, Trunc
 from django.utils.dateparse import parse_datetime
@@ -656,14 +658,19 @@ class QuarterPlan:
     windows: tuple[tuple[datetime, datetime], ...]
 
     def raw(self, qs: QuerySet[Any]) -> list[QuerySet[Any]]:
-        """``qs`` within the windows, a query per ``WINDOWS_PER_QUERY`` of them (disjoint: their
-        answers add up)."""
+        """``qs`` (StoredEvent's) within the windows, a query per ``WINDOWS_PER_QUERY`` of them
+        (disjoint: their answers add up). Written as SQL: a thousand lookups cost the ORM more
+        than the database spends reading their events."""
+        connection = connections[qs.db]
+        quote = connection.ops.quote_name
+        column = f"{quote(StoredEvent._meta.db_table)}.{quote('timestamp')}"
+        adapt = connection.ops.adapt_datetimefield_value
         out = []
         for i in range(0, len(self.windows), WINDOWS_PER_QUERY):
-            q = Q(pk__in=[])
-            for start, end in self.windows[i:i + WINDOWS_PER_QUERY]:
-                q |= Q(timestamp__gte=start, timestamp__lt=end)
-            out.append(qs.filter(q))
+            chunk = self.windows[i:i + WINDOWS_PER_QUERY]
+            sql = " OR ".join([f"({column} >= %s AND {column} < %s)"] * len(chunk))
+            params = [adapt(moment) for window in chunk for moment in window]
+            out.append(qs.filter(RawSQL(f"({sql})", params, output_field=BooleanField())))
         return out
 
 
