@@ -14,7 +14,7 @@ from eventtrail.build import prepare
 from eventtrail.capture import draft_for
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent, TargetRollup, UserRollup
-from eventtrail.stores.database import ensure_rollups, reset_rollups
+from eventtrail.stores.database import GRAINS, UNITS, ensure_rollups, reset_rollups
 
 from tests.support import pg_fixture
 from tests.support.sqlite_alias import sqlite_events
@@ -38,8 +38,11 @@ def _documents(n: int, seed: int) -> list[str]:
     return out
 
 
-def _rollups(alias: str) -> tuple[Counter, Counter, dict]:
+def _rollups(alias: str) -> tuple[Counter, Counter, dict, dict]:
     users, targets, names = Counter(), Counter(), {}
+    units = {model.__name__: Counter(dict(
+        ((start, grain), n) for start, grain, n in model._default_manager.using(alias)
+        .values_list("start", "grain", "events"))) for model in UNITS}
     grain = ("day", "action", "community_slug", "target_type", "user_id", "is_bot",
              "status_code")
     for row in UserRollup.objects.using(alias).values(*grain, "events", "user_name"):
@@ -49,11 +52,11 @@ def _rollups(alias: str) -> tuple[Counter, Counter, dict]:
             names[key] = max(names.get(key, ""), row["user_name"])
     for row in TargetRollup.objects.using(alias).values(*grain, "target_id", "events"):
         targets[(*(row[c] for c in grain), row["target_id"])] += row["events"]
-    return users, targets, names
+    return users, targets, names, units
 
 
-def _row_counts(alias: str) -> tuple[int, int]:
-    return (UserRollup.objects.using(alias).count(), TargetRollup.objects.using(alias).count())
+def _row_counts(alias: str) -> tuple[int, ...]:
+    return tuple(model._default_manager.using(alias).count() for model in GRAINS)
 
 
 @contextmanager
@@ -99,6 +102,7 @@ def test_concurrent_sinks_keep_the_rollups_equal_to_a_rebuild(tmp_path, django_d
         assert StoredEvent.objects.using(alias).count() == 1200
         kept = _rollups(alias)
         assert sum(kept[0].values()) == sum(kept[1].values()) == 1200
+        assert all(sum(counted.values()) == 1200 for counted in kept[3].values()), kept[3].keys()
         rows = _row_counts(alias)
         reset_rollups(alias)
         ensure_rollups(alias)

@@ -1,7 +1,8 @@
-"""Migration 0011 replaces the hourly rollups by quarter-hour ones. On a store whose rollups
-were built, it fills them from the events itself (so the first request after an upgrade does not
-rebuild every rollup), with exactly the rows a rebuild makes; on one whose rollups were never
-built, it leaves them to the first query. SQLite and PostgreSQL."""
+"""Migration 0011 replaces the hourly rollups by quarter-hour ones, and 0013 adds five-minute
+ones. On a store whose rollups were built, each fills its tables from the events itself (so the
+first request after an upgrade does not rebuild every rollup), with exactly the rows a rebuild
+makes; on one whose rollups were never built, they are left to the first query. SQLite and
+PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -9,19 +10,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
-from eventtrail.models import QuarterHourActionRollup, QuarterHourUserRollup, RollupState
-from eventtrail.stores.database import ensure_rollups, reset_rollups
+from eventtrail.models import RollupState
+from eventtrail.stores.database import UNITS, ensure_rollups, reset_rollups
 
 from tests.support.migrated import empty_database
 
 BEFORE = ("eventtrail", "0010_rollup_covering_indexes")
-AFTER = ("eventtrail", "0011_quarter_hour_rollups")
-QUARTERS = (QuarterHourActionRollup, QuarterHourUserRollup)
+AFTER = ("eventtrail", "0013_five_minute_rollups")
 
 
 def _rows(alias: str) -> dict[str, set[tuple]]:
     return {model.__name__: set(model._default_manager.using(alias).values_list(
-        "start", "grain", "events")) for model in QUARTERS}
+        "start", "grain", "events")) for model in UNITS}
 
 
 def _store_events(executor: MigrationExecutor, alias: str, built: bool) -> None:
@@ -58,6 +58,8 @@ def test_the_upgrade_fills_the_quarter_hours_as_a_rebuild_would(kind, django_db_
         ensure_rollups(alias)
         assert _rows(alias) == migrated
         assert sum(n for _, _, n in migrated["QuarterHourUserRollup"]) == 120
+        assert sum(n for _, _, n in migrated["FiveMinuteActionRollup"]) == 120
+        assert sum(n for _, _, n in migrated["FiveMinuteUserRollup"]) == 120
 
 
 def test_the_upgrade_leaves_rollups_never_built_to_the_first_query(django_db_blocker):
@@ -66,6 +68,6 @@ def test_the_upgrade_leaves_rollups_never_built_to_the_first_query(django_db_blo
         executor.migrate([BEFORE])
         _store_events(executor, alias, built=False)
         MigrationExecutor(connections[alias]).migrate([AFTER])
-        assert _rows(alias) == {model.__name__: set() for model in QUARTERS}
+        assert _rows(alias) == {model.__name__: set() for model in UNITS}
         ensure_rollups(alias)
         assert sum(n for _, _, n in _rows(alias)["QuarterHourActionRollup"]) == 120

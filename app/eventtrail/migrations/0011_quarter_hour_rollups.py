@@ -46,6 +46,12 @@ def build_quarter_hours(apps, schema_editor):
     (otherwise the next query builds them all): an upgrade keeps the daily ones, and the first
     request after it does not pay a rebuild. The rollups' state row is locked meanwhile, so a
     sink still running the old code waits (PostgreSQL; SQLite has one writer anyway)."""
+    fill(apps, schema_editor, GRAINS, QUARTER_HOUR)
+
+
+def fill(apps, schema_editor, grains, unit):
+    """Fill the rollups ``grains`` names ({model: grain columns}, each row a ``unit`` of seconds
+    from its ``start``) from the events, when the rollups are built (0013 fills its own so)."""
     alias = schema_editor.connection.alias
     states = apps.get_model("eventtrail", "RollupState")._default_manager.using(alias)
     if schema_editor.connection.vendor == "postgresql":
@@ -58,9 +64,9 @@ def build_quarter_hours(apps, schema_editor):
     for seconds in sorted({int(d) for d in days}):
         start = datetime.fromtimestamp(seconds, UTC)
         raw = events.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
-        for name, grain in GRAINS.items():
+        for name, grain in grains.items():
             model = apps.get_model("eventtrail", name)
-            rows = (raw.annotate(at=EpochBucket("timestamp", QUARTER_HOUR)).values("at", *grain)
+            rows = (raw.annotate(at=EpochBucket("timestamp", unit)).values("at", *grain)
                     .annotate(n=Count("pk")).order_by())
             model._default_manager.using(alias).bulk_create(
                 [model(start=datetime.fromtimestamp(int(r["at"]), UTC), events=r["n"],

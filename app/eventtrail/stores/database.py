@@ -36,6 +36,8 @@ from django.utils.dateparse import parse_datetime
 
 from eventtrail.conf import get_config
 from eventtrail.models import (
+    FiveMinuteActionRollup,
+    FiveMinuteUserRollup,
     QuarterHourActionRollup,
     QuarterHourUserRollup,
     RollupState,
@@ -390,8 +392,15 @@ GRAINS: dict[type[Model], tuple[str, ...]] = {
                               "status_code", "is_bot"),
     QuarterHourUserRollup: ("user_id", "community_slug", "is_bot"),
 }
-QUARTER_HOURLY = (QuarterHourActionRollup, QuarterHourUserRollup)
 QUARTER_HOUR = 900
+FIVE_MINUTES = 300
+GRAINS[FiveMinuteActionRollup] = GRAINS[QuarterHourActionRollup]
+GRAINS[FiveMinuteUserRollup] = GRAINS[QuarterHourUserRollup]
+# The rollups kept per time unit (their ``start``) rather than per UTC day, and the unit.
+UNITS: dict[type[Model], int] = {QuarterHourActionRollup: QUARTER_HOUR,
+                                 QuarterHourUserRollup: QUARTER_HOUR,
+                                 FiveMinuteActionRollup: FIVE_MINUTES,
+                                 FiveMinuteUserRollup: FIVE_MINUTES}
 # Buckets of whole UTC quarter hours: none is ever split (the plan for "who, when" questions).
 QUARTERS = Interval(seconds=QUARTER_HOUR)
 _FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' columns
@@ -406,6 +415,8 @@ Tables = tuple[tuple[frozenset[str], type[Model]], ...]  # (the fields it has, t
 DAILY: Tables = ((USER_FIELDS, UserRollup), (TARGET_FIELDS, TargetRollup))
 QUARTER_HOURS: Tables = ((QUARTER_ACTION_FIELDS, QuarterHourActionRollup),
                          (QUARTER_USER_FIELDS, QuarterHourUserRollup))
+FIVE_MINUTE: dict[type[Model], type[Model]] = {  # each quarter-hour rollup's five-minute twin
+    QuarterHourActionRollup: FiveMinuteActionRollup, QuarterHourUserRollup: FiveMinuteUserRollup}
 
 
 def rollup_model(where: Where, fields: Sequence[str] = (),
@@ -475,7 +486,7 @@ def rollup_days(interval: Interval | None, tz: str) -> bool:
 
 
 def _time_column(model: type[Model]) -> str:
-    return "start" if model in QUARTER_HOURLY else "day"
+    return "start" if model in UNITS else "day"
 
 
 def _rebuild_day(alias: str, day: date) -> None:
@@ -485,15 +496,15 @@ def _rebuild_day(alias: str, day: date) -> None:
     for model in GRAINS:
         grain = GRAINS[model]
         extra: dict[str, Any] = {"name": Max("user_name")} if model is UserRollup else {}
-        if model in QUARTER_HOURLY:
-            rows = (raw.annotate(at=EpochBucket("timestamp", QUARTER_HOUR)).values("at", *grain)
+        if model in UNITS:
+            rows = (raw.annotate(at=EpochBucket("timestamp", UNITS[model])).values("at", *grain)
                     .annotate(n=Count("pk")).order_by())
         else:
             rows = raw.values(*grain).annotate(n=Count("pk"), **extra).order_by()
         made: list[Any] = []
         for r in rows:
             when = ({"start": datetime.fromtimestamp(int(r["at"]), UTC)}
-                    if model in QUARTER_HOURLY else {"day": day})
+                    if model in UNITS else {"day": day})
             made.append(model(events=r["n"], grain=grain_key([r[c] for c in grain]), **when,
                               **({"user_name": r["name"]} if extra else {}),
                               **{c: r[c] for c in grain}))
@@ -558,7 +569,7 @@ def _upsert(alias: str, model: type[Model], counts: dict[tuple[Any, ...], int],
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     when = _time_column(model)
-    adapt = (connection.ops.adapt_datetimefield_value if model in QUARTER_HOURLY
+    adapt = (connection.ops.adapt_datetimefield_value if model in UNITS
              else connection.ops.adapt_datefield_value)
     columns = [when, "grain", *GRAINS[model], "events"]
     update = f"events = {table}.events + excluded.events"
@@ -593,9 +604,10 @@ def add_to_rollups(alias: str, rows: Sequence[StoredEvent]) -> None:
     names: dict[tuple[Any, ...], str] = {}
     for row in rows:
         moment = row.timestamp.astimezone(UTC)
-        day, quarter = moment.date(), _floor_quarter(moment)
+        starts = {unit: _floor_unit(moment, unit) for unit in (QUARTER_HOUR, FIVE_MINUTES)}
         for model, counted in counts.items():
-            key = (quarter if model in QUARTER_HOURLY else day, *_grain_of(model, row))
+            key = (starts[UNITS[model]] if model in UNITS else moment.date(),
+                   *_grain_of(model, row))
             counted[key] += 1
             if model is UserRollup and row.user_name is not None and (
                     key not in names or row.user_name > names[key]):
@@ -640,9 +652,17 @@ MAX_SPLIT_SHARE = 0.25
 WINDOWS_PER_QUERY = 100  # raw windows OR-ed in one query, far under SQLite's expression depth
 
 
-def _floor_quarter(moment: datetime) -> datetime:
+def _floor_unit(moment: datetime, unit: int) -> datetime:
+    """The start of the UTC quarter hour or five minutes (``unit`` seconds, dividing an hour)
+    holding ``moment``."""
     moment = moment.astimezone(UTC)
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+    minutes = unit // 60
+    return moment.replace(minute=moment.minute - moment.minute % minutes, second=0,
+                          microsecond=0)
+
+
+def _floor_quarter(moment: datetime) -> datetime:
+    return _floor_unit(moment, QUARTER_HOUR)
 
 
 @dataclass(frozen=True)
