@@ -224,6 +224,10 @@ def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
         plan = quarter_plan(alias, old, day, "Europe/Amsterdam")
         assert plan is not None and len(plan.split) == 19, plan
         assert datetime(1930, 6, 10, 22, 30, tzinfo=UTC) in plan.split
+        # Of that quarter hour, the five minutes the day starts in are read from the events.
+        assert datetime(1930, 6, 10, 22, 40, tzinfo=UTC) in plan.split_fives
+        assert (datetime(1930, 6, 10, 22, 40, tzinfo=UTC),
+                datetime(1930, 6, 10, 22, 45, tzinfo=UTC)) in plan.windows
         rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
         counted = rolled.counts(old, None, day, "Europe/Amsterdam")
         assert counted == raw.counts(old, None, day, "Europe/Amsterdam")
@@ -239,10 +243,10 @@ def test_quarter_hours_serve_every_zone_of_today_and_old_offsets_are_read_raw(
 def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events(
         tmp_path, django_db_blocker):
     """50-minute buckets start on a quarter hour every 150 minutes and inside one twice in
-    between: the quarter hours a bucket starts inside are read from the events, on both sides of
-    that start (a user on either side, in the same quarter hour), and the rest from the
-    quarter-hour rollups, exactly as a scan of the events answers (and as the scan answers
-    buckets that split more of them)."""
+    between: the quarter hours a bucket starts inside are read from the five-minute rollups, on
+    both sides of that start (a user on either side, in the same quarter hour), and the rest
+    from the quarter-hour rollups, exactly as a scan of the events answers (and as the scan
+    answers buckets that start inside five minutes)."""
     from eventtrail.stores.database import quarter_plan
 
     from tests.support.sqlite_alias import sqlite_events
@@ -263,6 +267,8 @@ def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events
         assert len(plan.split) == 2 * 2 * 24 * 60 // 150  # two of every ten quarter hours
         assert day + timedelta(minutes=45) in plan.split
         assert day + timedelta(minutes=150) not in plan.split
+        # Every bucket starts on a five minutes: nothing is read from the events.
+        assert not plan.split_fives and not plan.windows
         rolled, raw = DatabaseStore(alias), DatabaseStore(alias, rollups=False)
         for interval, tz in ((fifty, "UTC"), (fifty, "Asia/Kathmandu"),
                              (parse_interval("20m"), "UTC"), (parse_interval("7m"), "UTC")):
@@ -274,7 +280,8 @@ def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events
         assert by_fifty[(None, int((day + timedelta(minutes=0)).timestamp()) * 1000)] == 3
         assert by_fifty[(None, int((day + timedelta(minutes=50)).timestamp()) * 1000)] == 2
         assert by_fifty[(None, int((day + timedelta(minutes=100)).timestamp()) * 1000)] == 2
-        assert rolled.rollup_reads >= 5
-        # 20m buckets split one quarter hour in two, 7m all: a scan of the events costs less.
-        assert quarter_plan(alias, period, parse_interval("20m"), "UTC") is None
+        assert rolled.rollup_reads >= 7
+        twenty = quarter_plan(alias, period, parse_interval("20m"), "UTC")
+        assert twenty is not None and len(twenty.split) == 2 * 24 * 2 and not twenty.windows
+        # 7m buckets start inside four of every seven five minutes: a scan costs less.
         assert quarter_plan(alias, period, parse_interval("7m"), "UTC") is None

@@ -644,12 +644,12 @@ def rollup_q(where: Where, span: Span) -> Q:
     return q
 
 
-MAX_SPLIT = 1000  # quarter hours cut by bucket starts read raw, at most (a series' buckets)
-# Beyond one in four split, a scan of the period's events costs less than the rollup and the
-# split quarter hours' events (measured at 1M events on SQLite: 50m buckets split one in five
-# and halve the scan's time, 20m split one in two and cost more than it).
+MAX_SPLIT = 1000  # quarter hours (and five minutes) cut by bucket starts, at most
+WINDOWS_PER_QUERY = 100  # windows OR-ed in one query, far under SQLite's expression depth
+# Beyond one in four of the period's five minutes split (read event by event), a scan of the
+# period's events costs less than the rollups and those events: 7m buckets split four in seven,
+# 1m ones all; 5m, 20m and 50m ones none, an old zone offset's days one a day.
 MAX_SPLIT_SHARE = 0.25
-WINDOWS_PER_QUERY = 100  # raw windows OR-ed in one query, far under SQLite's expression depth
 
 
 def _floor_unit(moment: datetime, unit: int) -> datetime:
@@ -669,29 +669,47 @@ def _floor_quarter(moment: datetime) -> datetime:
 class QuarterPlan:
     """A period as whole UTC quarter hours [first, last) for a quarter-hour rollup, less the
     ``split`` ones a bucket starts inside (fixed buckets that are not whole quarter hours, such
-    as 50m or 5m, and zones' old offsets, such as local mean time), plus the ``windows`` read
-    from the events table: the split quarter hours and the cut ones at either end."""
+    as 50m or 5m, and zones' old offsets, such as local mean time). Those are read from the
+    five-minute rollup, less the ``split_fives`` a bucket starts inside (a 7m bucket, an old
+    offset). The ``windows`` are read from the events table: the split five minutes and the cut
+    quarter hours at either end."""
 
     first: datetime
     last: datetime
     split: frozenset[datetime]
+    split_fives: frozenset[datetime]
     windows: tuple[tuple[datetime, datetime], ...]
 
     def raw(self, qs: QuerySet[Any]) -> list[QuerySet[Any]]:
-        """``qs`` (StoredEvent's) within the windows, a query per ``WINDOWS_PER_QUERY`` of them
-        (disjoint: their answers add up). Written as SQL: a thousand lookups cost the ORM more
-        than the database spends reading their events."""
-        connection = connections[qs.db]
-        quote = connection.ops.quote_name
-        column = f"{quote(StoredEvent._meta.db_table)}.{quote('timestamp')}"
-        adapt = connection.ops.adapt_datetimefield_value
-        out = []
-        for i in range(0, len(self.windows), WINDOWS_PER_QUERY):
-            chunk = self.windows[i:i + WINDOWS_PER_QUERY]
-            sql = " OR ".join([f"({column} >= %s AND {column} < %s)"] * len(chunk))
-            params = [adapt(moment) for window in chunk for moment in window]
-            out.append(qs.filter(RawSQL(f"({sql})", params, output_field=BooleanField())))
-        return out
+        """``qs`` (StoredEvent's) within the windows, a query per ``WINDOWS_PER_QUERY``."""
+        return within(qs, "timestamp", self.windows)
+
+    def fives(self, qs: QuerySet[Any]) -> list[QuerySet[Any]]:
+        """``qs`` (a five-minute rollup's) within the split quarter hours, less the split five
+        minutes."""
+        if self.split_fives:
+            qs = qs.exclude(start__in=sorted(self.split_fives))
+        quarter = timedelta(seconds=QUARTER_HOUR)
+        return within(qs, "start", [(at, at + quarter) for at in sorted(self.split)])
+
+
+def within(qs: QuerySet[Any], column: str, windows: Sequence[Piece]) -> list[QuerySet[Any]]:
+    """``qs`` with ``column`` within any of ``windows`` (disjoint: the answers add up), a query
+    per ``WINDOWS_PER_QUERY``. Written as SQL, without the period's bounds (the windows lie in
+    it): SQLite then looks each window up along the column's index, where with the bounds it
+    scans the period and tests every row against every window; and a thousand ORM lookups cost
+    more than the database spends reading their rows."""
+    connection = connections[qs.db]
+    quote = connection.ops.quote_name
+    name = f"{quote(qs.model._meta.db_table)}.{quote(column)}"
+    adapt = connection.ops.adapt_datetimefield_value
+    out = []
+    for i in range(0, len(windows), WINDOWS_PER_QUERY):
+        chunk = windows[i:i + WINDOWS_PER_QUERY]
+        sql = " OR ".join([f"({name} >= %s AND {name} < %s)"] * len(chunk))
+        params = [adapt(moment) for window in chunk for moment in window]
+        out.append(qs.filter(RawSQL(f"({sql})", params, output_field=BooleanField())))
+    return out
 
 
 def _on_quarters(interval: Interval, tz: str, first: datetime, last: datetime) -> bool:
@@ -707,8 +725,8 @@ def _on_quarters(interval: Interval, tz: str, first: datetime, last: datetime) -
 
 def quarter_plan(alias: str, where: Where, interval: Interval, tz: str) -> QuarterPlan | None:
     """How a quarter-hour rollup answers ``where`` bucketed by ``interval`` in ``tz`` exactly,
-    or None (both ends cut one quarter hour, too many split quarter hours or too large a share of
-    them, no events)."""
+    or None (both ends cut one quarter hour, too many split quarter hours or five minutes, too
+    large a share of split five minutes, no events)."""
     events = StoredEvent.objects.using(alias)
     quarter = timedelta(seconds=QUARTER_HOUR)
     start = where.start.astimezone(UTC) if where.start is not None else None
@@ -730,19 +748,22 @@ def quarter_plan(alias: str, where: Where, interval: Interval, tz: str) -> Quart
         return None
     first, last, pieces = units
     assert first is not None and last is not None
-    windows = list(pieces)
     split: set[datetime] = set()
+    split_fives: set[datetime] = set()
     bucket = last if _on_quarters(interval, tz, first, last) else bucket_start(first, interval, tz)
     while bucket < last:
         if bucket > first and bucket != _floor_quarter(bucket):
             split.add(_floor_quarter(bucket))
-            if len(split) > MAX_SPLIT:
+            if bucket != _floor_unit(bucket, FIVE_MINUTES):
+                split_fives.add(_floor_unit(bucket, FIVE_MINUTES))
+            if len(split) > MAX_SPLIT or len(split_fives) > MAX_SPLIT:
                 return None
         bucket = next_start(bucket, interval, tz)
-    if len(split) > MAX_SPLIT_SHARE * (last - first).total_seconds() / QUARTER_HOUR:
+    if len(split_fives) > MAX_SPLIT_SHARE * (last - first).total_seconds() / FIVE_MINUTES:
         return None
-    windows.extend((at, at + quarter) for at in sorted(split))
-    return QuarterPlan(first, last, frozenset(split), tuple(windows))
+    five = timedelta(seconds=FIVE_MINUTES)
+    windows = [*pieces, *((at, at + five) for at in sorted(split_fives))]
+    return QuarterPlan(first, last, frozenset(split), frozenset(split_fives), tuple(windows))
 
 
 class DatabaseStore:
@@ -990,10 +1011,11 @@ class DatabaseStore:
         return chosen._default_manager.using(self.alias).filter(rollup_q(where, parts[0]))
 
     def _quarters(self, where: Where, fields: Sequence[str], interval: Interval,
-                  tz: str) -> tuple[QuerySet[Any], QuarterPlan] | None:
-        """The quarter-hour rollup's rows for ``where``'s whole quarter hours and the plan of
-        what is read raw, or None when only raw events are exact (or no quarter-hour rollup has
-        the columns)."""
+                  tz: str) -> tuple[list[QuerySet[Any]], QuarterPlan] | None:
+        """The rollup rows for ``where``'s whole quarter hours and whole five minutes, each
+        lying whole in one bucket (the quarter-hour rollup's query, then the five-minute
+        rollup's in the split quarter hours), and the plan of what is read raw; or None when
+        only raw events are exact (or no quarter-hour rollup has the columns)."""
         model = rollup_model(where, fields, QUARTER_HOURS) if self.rollups else None
         if model is None:
             return None
@@ -1006,7 +1028,9 @@ class DatabaseStore:
             _rollup_filters(where), start__gte=plan.first, start__lt=plan.last)
         if plan.split:
             rows = rows.exclude(start__in=sorted(plan.split))
-        return rows, plan
+        fives = FIVE_MINUTE[model]._default_manager.using(self.alias).filter(
+            _rollup_filters(where))
+        return [rows, *plan.fives(fives)], plan
 
     def _people_in_parts(self, where: Where) -> set[str] | None:
         """Distinct users of ``where`` from the whole days' rollup and the cut days (``_users``),
@@ -1034,19 +1058,18 @@ class DatabaseStore:
         plan = None
         quarters = self._quarters(where, ["user.id"], QUARTERS, "UTC")
         if quarters is not None:
-            rows, plan = quarters
-            people.update(rows.filter(user_id__isnull=False).values_list("user_id", flat=True)
-                          .distinct().order_by())
+            parts, plan = quarters
+            for rows in parts:
+                people.update(rows.filter(user_id__isnull=False)
+                              .values_list("user_id", flat=True).distinct().order_by())
         for qs in self._events_of(where, plan):
             people.update(str(u) for u in qs.filter(user_id__isnull=False)
                           .values_list("user_id", flat=True).distinct().order_by())
         return people
 
     def _events_of(self, where: Where, plan: QuarterPlan | None) -> list[QuerySet[Any]]:
-        """``where``'s events; with a plan, only those in its windows, a query per
-        ``WINDOWS_PER_QUERY`` of them, without the period's own bounds (the windows lie inside
-        it): SQLite then looks each window up along the time index, where with the bounds it
-        scans the whole period and tests every event against every window."""
+        """``where``'s events; with a plan, only those in its windows (``within``: without the
+        period's own bounds)."""
         if plan is None:
             return [self.queryset(where)]
         return plan.raw(self.queryset(replace(where, start=None, end=None)))
@@ -1149,7 +1172,8 @@ class DatabaseStore:
                 continue
             spans: dict[tuple[datetime, datetime], list[str]] = defaultdict(list)
             if quarters is not None:
-                rows, plan = quarters
+                (rows, *fives), plan = quarters
+                assert not fives  # quarter-hour buckets split no quarter hour
                 for user, at in (rows.filter(user_id__in=chunk).values_list("user_id")
                                  .annotate(at=Min("start")).order_by()):
                     spans[(at, at + timedelta(seconds=QUARTER_HOUR))].append(user)
@@ -1186,12 +1210,13 @@ class DatabaseStore:
         quarters = self._quarters(where, ["user.id"], interval, tz)
         out = set()
         if quarters is not None:
-            rows, plan = quarters
-            # Each quarter hour lies whole in one bucket: the database buckets its start.
+            parts, plan = quarters
+            # Each row's unit lies whole in one bucket: the database buckets its start.
             bucketing = self._bucketing(where, interval, tz, "start")
-            pairs = (rows.filter(user_id__isnull=False).annotate(t=bucketing.expression)
-                     .values_list("user_id", "t").distinct().order_by())
-            out.update((str(user), bucketing.to_ms(t)) for user, t in pairs)
+            for rows in parts:
+                pairs = (rows.filter(user_id__isnull=False).annotate(t=bucketing.expression)
+                         .values_list("user_id", "t").distinct().order_by())
+                out.update((str(user), bucketing.to_ms(t)) for user, t in pairs)
         bucketing = self._bucketing(where, interval, tz)
         for qs in self._events_of(where, plan):
             # Time first: SQLite then reads along the covering time index (et_ts_covering).
@@ -1221,13 +1246,15 @@ class DatabaseStore:
         plan = None
         quarters = self._quarters(where, [field] if field else [], interval, tz)
         if quarters is not None:
-            rows, plan = quarters
-            if column:
-                rows = rows.filter(**{f"{column}__isnull": False})
+            parts, plan = quarters
             bucketing = self._bucketing(where, interval, tz, "start")
-            for r in (rows.annotate(t=bucketing.expression).values(*names, "t")
-                      .annotate(n=Sum("events")).order_by()):
-                out[(str(r[column]) if column else None, bucketing.to_ms(r["t"]))] += int(r["n"])
+            for rows in parts:
+                if column:
+                    rows = rows.filter(**{f"{column}__isnull": False})
+                for r in (rows.annotate(t=bucketing.expression).values(*names, "t")
+                          .annotate(n=Sum("events")).order_by()):
+                    key = str(r[column]) if column else None
+                    out[(key, bucketing.to_ms(r["t"]))] += int(r["n"])
         bucketing = self._bucketing(where, interval, tz)
         for part in self._events_of(where, plan):
             # (A filter on a column that is never null would only mislead SQLite's choice of
