@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
@@ -320,11 +320,19 @@ class Bucketing:
 
     expression: Expression
     tz: str
+    # Rows by the ten thousand share a thousand keys at most (a series' buckets): each key is
+    # converted once.
+    known: dict[Any, int] = field(default_factory=dict, compare=False, repr=False)
 
     def to_ms(self, key: Any) -> int:
-        if isinstance(self.expression, LocalBucket):
-            return epoch_ms(self.expression.to_moment(key, ZoneInfo(self.tz)))
-        return bucket_ms(key)
+        ms = self.known.get(key)
+        if ms is None:
+            if isinstance(self.expression, LocalBucket):
+                ms = epoch_ms(self.expression.to_moment(key, ZoneInfo(self.tz)))
+            else:
+                ms = bucket_ms(key)
+            self.known[key] = ms
+        return ms
 
     def key_of(self, ms: int) -> Any:
         moment = datetime.fromtimestamp(ms / 1000, UTC)
