@@ -285,3 +285,13 @@ def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events
         assert twenty is not None and len(twenty.split) == 2 * 24 * 2 and not twenty.windows
         # 7m buckets start inside four of every seven five minutes: a scan costs less.
         assert quarter_plan(alias, period, parse_interval("7m"), "UTC") is None
+
+
+def test_site_wide_user_questions_read_the_visitor_rollup_and_a_community_s_the_user_rollup():
+    from eventtrail.models import QuarterHourUserRollup, QuarterHourVisitorRollup
+    from eventtrail.stores.database import QUARTER_HOURS, rollup_model
+
+    site = compute.where(None)
+    assert rollup_model(site, ["user.id"], QUARTER_HOURS) is QuarterHourVisitorRollup
+    one = compute.where(None, community="c")
+    assert rollup_model(one, ["user.id"], QUARTER_HOURS) is QuarterHourUserRollup

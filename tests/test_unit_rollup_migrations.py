@@ -16,7 +16,7 @@ from eventtrail.stores.database import UNITS, ensure_rollups, reset_rollups
 from tests.support.migrated import empty_database
 
 BEFORE = ("eventtrail", "0010_rollup_covering_indexes")
-AFTER = ("eventtrail", "0013_five_minute_rollups")
+AFTER = ("eventtrail", "0014_visitor_rollups")
 
 
 def _rows(alias: str) -> dict[str, set[tuple]]:
@@ -60,6 +60,7 @@ def test_the_upgrade_fills_the_quarter_hours_as_a_rebuild_would(kind, django_db_
         assert sum(n for _, _, n in migrated["QuarterHourUserRollup"]) == 120
         assert sum(n for _, _, n in migrated["FiveMinuteActionRollup"]) == 120
         assert sum(n for _, _, n in migrated["FiveMinuteUserRollup"]) == 120
+        assert sum(n for _, _, n in migrated["QuarterHourVisitorRollup"]) == 120
 
 
 def test_the_upgrade_leaves_rollups_never_built_to_the_first_query(django_db_blocker):

@@ -289,6 +289,17 @@ class QuarterHourUserRollup(UserColumns):
         constraints = [models.UniqueConstraint(fields=["start", "grain"], name="et_qu_grain")]
 
 
+class QuarterHourVisitorRollup(UserColumns):
+    """Users active per UTC quarter hour across the site (grain: user, bot flag; no community,
+    which stays NULL): a third of the rows of ``QuarterHourUserRollup`` on the demo's data, for
+    the site-wide active users, first events and rolling user counts."""
+
+    class Meta:
+        indexes = [models.Index(fields=["start", "user_id", "is_bot"], name="et_qv_start"),
+                   models.Index(fields=["user_id", "start", "is_bot"], name="et_qv_user")]
+        constraints = [models.UniqueConstraint(fields=["start", "grain"], name="et_qv_grain")]
+
+
 class FiveMinuteActionRollup(ActionColumns):
     """Events per UTC five minutes and action: the quarter hours a bucket starts inside (a 50m
     or 20m bucket, a 5m one), read a third of a quarter hour at a time rather than event by
@@ -315,6 +326,14 @@ class FiveMinuteUserRollup(UserColumns):
         constraints = [models.UniqueConstraint(fields=["start", "grain"], name="et_fu_grain")]
 
 
+class FiveMinuteVisitorRollup(UserColumns):
+    """Users active per UTC five minutes across the site, as ``QuarterHourVisitorRollup``."""
+
+    class Meta:
+        indexes = [models.Index(fields=["start", "user_id", "is_bot"], name="et_fv_start")]
+        constraints = [models.UniqueConstraint(fields=["start", "grain"], name="et_fv_grain")]
+
+
 class RollupState(models.Model):
     """Whether the rollups are built: ``checked_to`` is when, NULL until then. Once built, the
     database sink adds each batch to them; ``reset_rollups`` deletes this row to rebuild."""
@@ -329,5 +348,7 @@ class RollupState(models.Model):
 # The embedded store's tables: the events and the rollups the database sink keeps beside them.
 STORE_MODELS: tuple[type[models.Model], ...] = (StoredEvent, UserRollup, TargetRollup,
                                                 QuarterHourActionRollup, QuarterHourUserRollup,
+                                                QuarterHourVisitorRollup,
                                                 FiveMinuteActionRollup, FiveMinuteUserRollup,
+                                                FiveMinuteVisitorRollup,
                                                 RollupState)

@@ -38,8 +38,10 @@ from eventtrail.conf import get_config
 from eventtrail.models import (
     FiveMinuteActionRollup,
     FiveMinuteUserRollup,
+    FiveMinuteVisitorRollup,
     QuarterHourActionRollup,
     QuarterHourUserRollup,
+    QuarterHourVisitorRollup,
     RollupState,
     StoredEvent,
     TargetRollup,
@@ -393,6 +395,7 @@ QUARTER_ACTION_FIELDS = frozenset({"event.action", "eventtrail.community.slug",
                                    "eventtrail.target.type", "eventtrail.target.state",
                                    "http.response.status_code"})
 QUARTER_USER_FIELDS = frozenset({"user.id", "eventtrail.community.slug"})
+VISITOR_FIELDS = frozenset({"user.id"})
 GRAINS: dict[type[Model], tuple[str, ...]] = {
     UserRollup: USER_GRAIN,
     TargetRollup: (*USER_GRAIN, "target_id", "scroll_depth", "video_id", "video_progress"),
@@ -402,13 +405,17 @@ GRAINS: dict[type[Model], tuple[str, ...]] = {
 }
 QUARTER_HOUR = 900
 FIVE_MINUTES = 300
+GRAINS[QuarterHourVisitorRollup] = ("user_id", "is_bot")
 GRAINS[FiveMinuteActionRollup] = GRAINS[QuarterHourActionRollup]
 GRAINS[FiveMinuteUserRollup] = GRAINS[QuarterHourUserRollup]
+GRAINS[FiveMinuteVisitorRollup] = GRAINS[QuarterHourVisitorRollup]
 # The rollups kept per time unit (their ``start``) rather than per UTC day, and the unit.
 UNITS: dict[type[Model], int] = {QuarterHourActionRollup: QUARTER_HOUR,
                                  QuarterHourUserRollup: QUARTER_HOUR,
+                                 QuarterHourVisitorRollup: QUARTER_HOUR,
                                  FiveMinuteActionRollup: FIVE_MINUTES,
-                                 FiveMinuteUserRollup: FIVE_MINUTES}
+                                 FiveMinuteUserRollup: FIVE_MINUTES,
+                                 FiveMinuteVisitorRollup: FIVE_MINUTES}
 # Buckets of whole UTC quarter hours: none is ever split (the plan for "who, when" questions).
 QUARTERS = Interval(seconds=QUARTER_HOUR)
 _FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' columns
@@ -421,10 +428,14 @@ def _day_start(day: date) -> datetime:
 
 Tables = tuple[tuple[frozenset[str], type[Model]], ...]  # (the fields it has, the rollup)
 DAILY: Tables = ((USER_FIELDS, UserRollup), (TARGET_FIELDS, TargetRollup))
+# The first that answers is read: site-wide "who" questions from the visitor rollup (a third of
+# the user rollup's rows), a community's from the user rollup.
 QUARTER_HOURS: Tables = ((QUARTER_ACTION_FIELDS, QuarterHourActionRollup),
+                         (VISITOR_FIELDS, QuarterHourVisitorRollup),
                          (QUARTER_USER_FIELDS, QuarterHourUserRollup))
 FIVE_MINUTE: dict[type[Model], type[Model]] = {  # each quarter-hour rollup's five-minute twin
-    QuarterHourActionRollup: FiveMinuteActionRollup, QuarterHourUserRollup: FiveMinuteUserRollup}
+    QuarterHourActionRollup: FiveMinuteActionRollup, QuarterHourUserRollup: FiveMinuteUserRollup,
+    QuarterHourVisitorRollup: FiveMinuteVisitorRollup}
 
 
 def rollup_model(where: Where, fields: Sequence[str] = (),
