@@ -406,16 +406,15 @@ GRAINS: dict[type[Model], tuple[str, ...]] = {
 QUARTER_HOUR = 900
 FIVE_MINUTES = 300
 GRAINS[QuarterHourVisitorRollup] = ("user_id", "is_bot")
-GRAINS[FiveMinuteActionRollup] = GRAINS[QuarterHourActionRollup]
-GRAINS[FiveMinuteUserRollup] = GRAINS[QuarterHourUserRollup]
-GRAINS[FiveMinuteVisitorRollup] = GRAINS[QuarterHourVisitorRollup]
-# The rollups kept per time unit (their ``start``) rather than per UTC day, and the unit.
-UNITS: dict[type[Model], int] = {QuarterHourActionRollup: QUARTER_HOUR,
-                                 QuarterHourUserRollup: QUARTER_HOUR,
-                                 QuarterHourVisitorRollup: QUARTER_HOUR,
-                                 FiveMinuteActionRollup: FIVE_MINUTES,
-                                 FiveMinuteUserRollup: FIVE_MINUTES,
-                                 FiveMinuteVisitorRollup: FIVE_MINUTES}
+FIVE_MINUTE: dict[type[Model], type[Model]] = {  # each quarter-hour rollup's five-minute twin
+    QuarterHourActionRollup: FiveMinuteActionRollup, QuarterHourUserRollup: FiveMinuteUserRollup,
+    QuarterHourVisitorRollup: FiveMinuteVisitorRollup}
+# The rollups kept per time unit (their ``start``) rather than per UTC day, and the unit; a
+# five-minute twin has its quarter-hour rollup's grain.
+UNITS: dict[type[Model], int] = {}
+for _quarter, _five in FIVE_MINUTE.items():
+    GRAINS[_five] = GRAINS[_quarter]
+    UNITS[_quarter], UNITS[_five] = QUARTER_HOUR, FIVE_MINUTES
 # Buckets of whole UTC quarter hours: none is ever split (the plan for "who, when" questions).
 QUARTERS = Interval(seconds=QUARTER_HOUR)
 _FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}  # the grains' columns
@@ -433,9 +432,6 @@ DAILY: Tables = ((USER_FIELDS, UserRollup), (TARGET_FIELDS, TargetRollup))
 QUARTER_HOURS: Tables = ((QUARTER_ACTION_FIELDS, QuarterHourActionRollup),
                          (VISITOR_FIELDS, QuarterHourVisitorRollup),
                          (QUARTER_USER_FIELDS, QuarterHourUserRollup))
-FIVE_MINUTE: dict[type[Model], type[Model]] = {  # each quarter-hour rollup's five-minute twin
-    QuarterHourActionRollup: FiveMinuteActionRollup, QuarterHourUserRollup: FiveMinuteUserRollup,
-    QuarterHourVisitorRollup: FiveMinuteVisitorRollup}
 
 
 def rollup_model(where: Where, fields: Sequence[str] = (),
