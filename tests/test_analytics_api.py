@@ -173,6 +173,30 @@ def test_active_users(store, events, community):
         assert body[name] == data.distinct_users(events, UNTIL - timedelta(days=days), UNTIL, slug)
 
 
+@pytest.mark.parametrize("room", ["ample", "one value per bucket"])
+def test_series_from_one_histogram_or_composite_pages_alike(store, events, monkeypatch, room):
+    """The engine answers a series from one date histogram with the values' terms inside each
+    bucket when they all fit under ``GRID_BUCKETS``, else from composite pages: both give the
+    oracle's numbers, and the histogram is the one used when they fit."""
+    from eventtrail.stores import elasticsearch
+
+    walked = []
+    walk = elasticsearch.ElasticsearchStore._composite
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_composite",
+                        lambda self, *a: walked.append(a) or walk(self, *a))
+    if room != "ample":  # room for one term per day: every day with two users overflows
+        monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", 2 * (len(DAYS) + 1))
+    slug = communities(events)[0]
+    body = get("active-users", PERIOD)
+    assert body["users"] == data.active_users(events, START, UNTIL, None)
+    assert {s["name"]: s["counts"] for s in get("events-over-time", PERIOD)["series"]} == \
+        data.events_by_action(events, START, UNTIL)
+    body = get("new-returning", {**PERIOD, "community": slug})
+    assert (body["new"], body["returning"]) == data.new_returning(events, START, UNTIL, slug)
+    if store.startswith("elasticsearch"):
+        assert bool(walked) == (room != "ample")
+
+
 def test_events_over_time_by_action(store, events):
     slug = communities(events)[1]
     body = get("events-over-time", {**PERIOD, "community": slug})

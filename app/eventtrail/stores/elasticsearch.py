@@ -18,8 +18,10 @@ from eventtrail.stores.base import (
     Page,
     StoreUnavailable,
     Tally,
+    bucket_start,
     empty_bucket,
     fill,
+    next_start,
     project,
 )
 from eventtrail.stores.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
@@ -28,6 +30,20 @@ from eventtrail.stores.query import PERCENTS, AggQuery, Filter, Interval, ListQu
 PRECISION_THRESHOLD = 3000
 MAX_KEYS = 10_000  # terms buckets one analytics request may ask for
 PAGE = 5000  # composite buckets per request when walking every bucket
+# Buckets one answer may hold, under the engines' search.max_buckets (65,535 on OpenSearch).
+GRID_BUCKETS = 60_000
+
+
+def _bucket_count(start: datetime, end: datetime, interval: Interval, tz: str) -> int:
+    """How many buckets hold moments from ``start`` to ``end`` (inclusive), counted up to one
+    past ``GRID_BUCKETS``."""
+    bucket = bucket_start(start, interval, tz)
+    if interval.seconds:
+        return int((end - bucket).total_seconds()) // interval.seconds + 1
+    count = 0
+    while bucket <= end and count <= GRID_BUCKETS:
+        bucket, count = next_start(bucket, interval, tz), count + 1
+    return count
 
 
 def _es_value(f: Filter, value: Any) -> Any:
@@ -375,12 +391,12 @@ class ElasticsearchStore:
             response = self._run(page)
             if response is None:
                 return buckets
-            found = list(response.aggregations.pairs.buckets)
+            page_found = response.to_dict()["aggregations"]["pairs"]  # plain: see _grid
+            found = page_found["buckets"]
             buckets.extend(found)
-            after_key = getattr(response.aggregations.pairs, "after_key", None)
-            if len(found) < PAGE or after_key is None:
+            after = page_found.get("after_key")
+            if len(found) < PAGE or after is None:
                 return buckets
-            after = after_key.to_dict()
 
     def users(self, where: Where, *, limit: int) -> list[str]:
         search = self._agg_search(where)
@@ -408,15 +424,65 @@ class ElasticsearchStore:
                 out[str(b["key"])] = datetime.fromtimestamp(b["first"]["value"] / 1000, UTC)
         return out
 
-    def _time_source(self, interval: Interval, tz: str) -> Any:
-        spec: dict[str, Any] = {"field": registry.TIMESTAMP}
+    def _time_source(self, interval: Interval, tz: str, **extra: Any) -> Any:
+        spec: dict[str, Any] = {"field": registry.TIMESTAMP, **extra}
         if interval.seconds:
             spec["fixed_interval"] = f"{interval.seconds}s"
         else:
             spec.update(calendar_interval=interval.calendar, time_zone=tz)
         return A("date_histogram", **spec)
 
+    def _grid(self, where: Where, interval: Interval, tz: str,
+              field: str | None) -> dict[tuple[str | None, int], int] | None:
+        """Events per (value of the engine ``field`` or None, bucket start in epoch ms) in one
+        request: a date histogram with the field's terms inside each bucket, as many terms per
+        bucket as the period's buckets leave room for under ``GRID_BUCKETS``. None when a bucket
+        held more values than that (its ``sum_other_doc_count``: the terms are then not all
+        there) or the period has no start: the caller then walks composite pages, which read the
+        period again per page (a series of 900 buckets of 30 users: seven pages, five times
+        the time)."""
+        out: dict[tuple[str | None, int], int] = {}
+        if where.start is None:
+            return None
+        # Past the engine's search.max_buckets the whole search fails (a 503 the client
+        # retries): the buckets are counted to the period's end or, when it has none, to its
+        # newest event.
+        end = where.end
+        if end is None:
+            newest = self._agg_search(where)
+            newest.aggs.metric("newest", "max", field=registry.TIMESTAMP)
+            found = self._run(newest)
+            value = found.aggregations.newest.value if found is not None else None
+            if value is None:
+                return out
+            end = datetime.fromtimestamp(value / 1000, UTC)
+        count = _bucket_count(where.start, end, interval, tz)
+        if count > GRID_BUCKETS:
+            return None
+        size = GRID_BUCKETS // max(count, 1) - 1
+        search = self._agg_search(where)
+        times = search.aggs.bucket("t", self._time_source(interval, tz, min_doc_count=1))
+        if field:
+            times.bucket("k", "terms", field=field, size=size, shard_size=size)
+        response = self._run(search)
+        if response is None:
+            return out
+        # The plain answer: the DSL's wrapper around each of 30,000 buckets costs more than the
+        # engine spends finding them.
+        for b in response.to_dict()["aggregations"]["t"]["buckets"]:
+            if not field:
+                out[(None, int(b["key"]))] = int(b["doc_count"])
+                continue
+            if b["k"]["sum_other_doc_count"]:
+                return None
+            for v in b["k"]["buckets"]:
+                out[(str(v["key"]), int(b["key"]))] = int(v["doc_count"])
+        return out
+
     def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        grid = self._grid(where, interval, tz, registry.USER_ID)
+        if grid is not None:
+            return {(str(user), t) for user, t in grid}
         sources = [{"u": A("terms", field=registry.USER_ID)},
                    {"t": self._time_source(interval, tz)}]
         found = self._composite(self._agg_search(where), sources)
@@ -424,6 +490,9 @@ class ElasticsearchStore:
 
     def counts(self, where: Where, field: str | None, interval: Interval,
                tz: str) -> dict[tuple[str | None, int], int]:
+        grid = self._grid(where, interval, tz, registry.FIELDS[field].es if field else None)
+        if grid is not None:
+            return grid
         sources = [{"t": self._time_source(interval, tz)}]
         if field:
             sources.insert(0, {"k": A("terms", field=registry.FIELDS[field].es)})
