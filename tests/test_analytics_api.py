@@ -173,28 +173,47 @@ def test_active_users(store, events, community):
         assert body[name] == data.distinct_users(events, UNTIL - timedelta(days=days), UNTIL, slug)
 
 
-@pytest.mark.parametrize("room", ["ample", "one value per bucket"])
-def test_series_from_one_histogram_or_composite_pages_alike(store, events, monkeypatch, room):
-    """The engine answers a series from one date histogram with the values' terms inside each
-    bucket when they all fit under ``GRID_BUCKETS``, else from composite pages: both give the
-    oracle's numbers, and the histogram is the one used when they fit."""
+@pytest.mark.parametrize("room", ["ample", "a day's users", "one user"])
+def test_series_from_one_aggregation_or_composite_pages_alike(store, events, monkeypatch, room):
+    """The engine answers a series in one request when its buckets fit under ``GRID_BUCKETS``:
+    the values' terms outside with their date histograms inside when every value fits (the
+    users of the whole period), the histogram outside with the terms inside when each bucket's
+    do (a day's users), else composite pages. Each way gives the oracle's numbers, and each is
+    the one taken."""
     from eventtrail.stores import elasticsearch
 
-    walked = []
-    walk = elasticsearch.ElasticsearchStore._composite
-    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_composite",
-                        lambda self, *a: walked.append(a) or walk(self, *a))
-    if room != "ample":  # room for one term per day: every day with two users overflows
-        monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", 2 * (len(DAYS) + 1))
-    slug = communities(events)[0]
+    daily = data.active_users(events, START, UNTIL, None)
+    if room == "a day's users":  # room (GRID_BUCKETS / buckets + 1) for the busiest day's users
+        assert max(daily) < data.distinct_users(events, START, UNTIL, None)
+        monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", max(daily) * (len(DAYS) + 2))
+    elif room == "one user":
+        assert max(daily) > 1
+        monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", len(DAYS) + 2)
+    asked = []
+    run = elasticsearch.ElasticsearchStore._run
+
+    def shape(aggs):
+        return {name: (kind, shape(agg.get("aggs", {}))) for name, agg in aggs.items()
+                for kind in agg if kind != "aggs"}
+
+    def spy(self, search):
+        asked.append(shape(search.to_dict().get("aggs", {})))
+        return run(self, search)
+
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_run", spy)
     body = get("active-users", PERIOD)
-    assert body["users"] == data.active_users(events, START, UNTIL, None)
+    assert body["users"] == daily
     assert {s["name"]: s["counts"] for s in get("events-over-time", PERIOD)["series"]} == \
         data.events_by_action(events, START, UNTIL)
+    slug = communities(events)[0]
     body = get("new-returning", {**PERIOD, "community": slug})
     assert (body["new"], body["returning"]) == data.new_returning(events, START, UNTIL, slug)
     if store.startswith("elasticsearch"):
-        assert bool(walked) == (room != "ample")
+        outside = {"k": ("terms", {"t": ("date_histogram", {})})}
+        inside = {"t": ("date_histogram", {"k": ("terms", {})})}
+        composite = {"pairs": ("composite", {})}
+        want = {"ample": outside, "a day's users": inside, "one user": composite}[room]
+        assert want in asked, asked
 
 
 def test_events_over_time_by_action(store, events):
