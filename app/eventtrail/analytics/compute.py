@@ -5,8 +5,10 @@ scores, lifts and splits are computed here once, so every store gives the same n
 """
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,6 +80,29 @@ def where(
         end = end or p.end
     include_bots = p.include_bots if p is not None else False
     return Where(tuple(filters), start, end, None, include_bots, None)
+
+
+THREADS = 4  # store questions asked of the search engine at once
+_asking = threading.local()  # set in gather's threads
+
+
+def gather(store: Store, questions: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Each question's answer. The search engine is asked them at once, as Kibana asks for a
+    dashboard's panels (a page's fifteen panels; an endpoint's few aggregations, which take the
+    engine's cores in turn otherwise); the database stores one after another, in the request's
+    own connection. Questions asked from one of these threads (a page's panel asking its
+    own) are asked there one after another: the page already keeps the engine busy."""
+    if getattr(store, "name", "") != "elasticsearch" or len(questions) < 2 \
+            or getattr(_asking, "now", False):
+        return {name: ask() for name, ask in questions.items()}
+
+    def asked(ask: Callable[[], Any]) -> Any:
+        _asking.now = True
+        return ask()
+
+    with ThreadPoolExecutor(max_workers=min(THREADS, len(questions))) as pool:
+        futures = {name: pool.submit(asked, ask) for name, ask in questions.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def now_of(p: Params) -> datetime:
@@ -268,25 +293,32 @@ def content_changes(store: Store, p: Params, community: str | None) -> dict[str,
             "series": series}
 
 
+def _users_in(store: Store, w: Where) -> Callable[[], int]:
+    return lambda: store.count_users(w)
+
+
 def active_users(store: Store, p: Params, community: str | None) -> dict[str, Any]:
     """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU)."""
     w = where(p, community=community)
-    # Events per bucket, summed from the events per action and bucket that the page's "events
-    # over time" asks for the same period: one question for both panels.
+    now = now_of(p)
+    rolling = {"dau": 1, "wau": 7, "mau": 30}
+    answers = gather(store, {
+        # Events per bucket, summed from the events per action and bucket that the page's
+        # "events over time" asks for the same period: one question for both panels.
+        "events": lambda: store.counts(w, "event.action", p.interval, p.tz),
+        "pairs": lambda: store.active_pairs(w, p.interval, p.tz),
+        **{name: _users_in(store, where(p, community=community,
+                                        start=now - timedelta(days=days), end=now))
+           for name, days in rolling.items()}})
     events: dict[int, int] = defaultdict(int)
-    for (_, bucket), n in store.counts(w, "event.action", p.interval, p.tz).items():
+    for (_, bucket), n in answers["events"].items():
         events[bucket] += n
     users: dict[int, int] = defaultdict(int)
-    for _, bucket in store.active_pairs(w, p.interval, p.tz):
+    for _, bucket in answers["pairs"]:
         users[bucket] += 1
     axis = _axis(p, list(events))
-    rolling = {}
-    for name, days in (("dau", 1), ("wau", 7), ("mau", 30)):
-        now = now_of(p)
-        rolling[name] = store.count_users(
-            where(p, community=community, start=now - timedelta(days=days), end=now))
-    return {"interval": p.interval.label, "tz": p.tz, **_period(p), **rolling,
-            "times": _times(p, axis),
+    return {"interval": p.interval.label, "tz": p.tz, **_period(p),
+            **{name: answers[name] for name in rolling}, "times": _times(p, axis),
             "users": [users.get(t, 0) for t in axis], "events": [events.get(t, 0) for t in axis]}
 
 

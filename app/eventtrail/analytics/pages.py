@@ -9,7 +9,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -122,9 +122,6 @@ def _percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f}%"
 
 
-PANEL_THREADS = 4  # store questions a page asks the search engine at once
-
-
 class _Asked:
     """A page's view of the store: a question asked twice while one page is built is answered
     once (the site page's most viewed and reading depth both tally the period's views; its
@@ -157,17 +154,6 @@ class _Asked:
             return answer.result()
 
         return ask
-
-
-def _gather(store: Any, questions: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-    """Each panel's answer. The search engine is asked them at once, as Kibana asks for a
-    dashboard's panels (each is a small aggregation, and a page has about fifteen); the database
-    stores one after another, in the request's own connection."""
-    if getattr(store, "name", "") != "elasticsearch" or len(questions) < 2:
-        return {name: ask() for name, ask in questions.items()}
-    with ThreadPoolExecutor(max_workers=min(PANEL_THREADS, len(questions))) as pool:
-        futures = {name: pool.submit(ask) for name, ask in questions.items()}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def _engagement_questions(store: Any, p: Params,
@@ -331,7 +317,7 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
         top = str(viewed["results"][0]["article"])
         return top, compute.also_read(store, recent, top, user)
 
-    answers = _gather(store, {
+    answers = compute.gather(store, {
         "viewed": lambda: compute.most_viewed(store, p, user=user),
         "mine": lambda: compute.user_articles(store, p, user),
         "actions": lambda: compute.events_over_time(store, p, user=user),
@@ -394,7 +380,7 @@ my_activity_data = my_activity
 
 def _community_panels(viewer: Any, store: Any, p: Params, slug: str) -> list[dict[str, Any]]:
     store = _Asked(store)
-    answers = _gather(store, {
+    answers = compute.gather(store, {
         "trend": lambda: compute.trending(store, p, slug),
         "viewed": lambda: compute.most_viewed(store, p, community=slug),
         **_engagement_questions(store, p, slug), **_activity_questions(store, p, slug)})
@@ -431,7 +417,7 @@ community_data = community
 
 def _site_panels(viewer: Any, store: Any, p: Params) -> list[dict[str, Any]]:
     store = _Asked(store)
-    answers = _gather(store, {"viewed": lambda: compute.most_viewed(store, p),
+    answers = compute.gather(store, {"viewed": lambda: compute.most_viewed(store, p),
                               **_activity_questions(store, p, None),
                               **_engagement_questions(store, p, None)})
     viewed = _most_viewed_panel(viewer, "most-viewed", "Most viewed articles", answers["viewed"])
