@@ -173,16 +173,19 @@ def test_active_users(store, events, community):
         assert body[name] == data.distinct_users(events, UNTIL - timedelta(days=days), UNTIL, slug)
 
 
-@pytest.mark.parametrize("room", ["ample", "a day's users", "one user"])
+@pytest.mark.parametrize("room", ["short", "ample", "a day's users", "one user"])
 def test_series_from_one_aggregation_or_composite_pages_alike(store, events, monkeypatch, room):
-    """The engine answers a series in one request when its buckets fit under ``GRID_BUCKETS``:
-    the values' terms outside with their date histograms inside when every value fits (the
-    users of the whole period), the histogram outside with the terms inside when each bucket's
-    do (a day's users), else composite pages. Each way gives the oracle's numbers, and each is
-    the one taken."""
+    """The engine answers a short series (a page's) with one composite page when it holds
+    them all; a longer one in one request when its buckets fit under ``GRID_BUCKETS``: the
+    values' terms outside with their date histograms inside when every value fits (the users of
+    the whole period), the histogram outside with the terms inside when each bucket's do (a
+    day's users), else composite pages. Each way gives the oracle's numbers, and each is the
+    one taken."""
     from eventtrail.stores import elasticsearch
 
     daily = data.active_users(events, START, UNTIL, None)
+    if room != "short":  # these two weeks by day as a long series
+        monkeypatch.setattr(elasticsearch, "SHORT_SERIES", 0)
     if room == "a day's users":  # room (GRID_BUCKETS / buckets + 1) for the busiest day's users
         assert max(daily) < data.distinct_users(events, START, UNTIL, None)
         monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", max(daily) * (len(DAYS) + 2))
@@ -212,8 +215,11 @@ def test_series_from_one_aggregation_or_composite_pages_alike(store, events, mon
         outside = {"k": ("terms", {"t": ("date_histogram", {})})}
         inside = {"t": ("date_histogram", {"k": ("terms", {})})}
         composite = {"pairs": ("composite", {})}
-        want = {"ample": outside, "a day's users": inside, "one user": composite}[room]
+        want = {"short": composite, "ample": outside, "a day's users": inside,
+                "one user": composite}[room]
         assert want in asked, asked
+        sized = any("newest" in a for a in asked)
+        assert sized == (room != "short"), asked
 
 
 def test_events_over_time_by_action(store, events):

@@ -32,6 +32,7 @@ MAX_KEYS = 10_000  # terms buckets one analytics request may ask for
 PAGE = 5000  # composite buckets per request when walking every bucket
 # Buckets one answer may hold, under the engines' search.max_buckets (65,535 on OpenSearch).
 GRID_BUCKETS = 60_000
+SHORT_SERIES = 100  # buckets of a series asked for as one composite page first (see _series)
 
 
 def _bucket_count(start: datetime, end: datetime, interval: Interval, tz: str) -> int:
@@ -378,11 +379,15 @@ class ElasticsearchStore:
                                   for d in b["days"]["buckets"]}
         return out
 
-    def _composite(self, search: Search, sources: list[dict[str, Any]]) -> list[Any]:
-        """Every composite bucket, page after page."""
+    def _composite(self, search: Search, sources: list[dict[str, Any]],
+                   pages: int | None = None) -> list[Any] | None:
+        """Every composite bucket, page after page; None when ``pages`` pages did not hold
+        them all."""
         buckets: list[Any] = []
         after: dict[str, Any] | None = None
         while True:
+            if pages is not None and pages <= 0:
+                return None
             page = search._clone()
             params: dict[str, Any] = {"sources": sources, "size": PAGE}
             if after is not None:
@@ -397,10 +402,11 @@ class ElasticsearchStore:
             after = page_found.get("after_key")
             if len(found) < PAGE or after is None:
                 return buckets
+            pages = None if pages is None else pages - 1
 
     def users(self, where: Where, *, limit: int) -> list[str]:
         search = self._agg_search(where)
-        found = self._composite(search, [{"u": A("terms", field=registry.USER_ID)}])
+        found = self._composite(search, [{"u": A("terms", field=registry.USER_ID)}]) or []
         return sorted(str(b["key"]["u"]) for b in found)[:limit]
 
     def count_users(self, where: Where) -> int:
@@ -493,26 +499,38 @@ class ElasticsearchStore:
                 out[(str(v["key"]), int(b["key"]))] = int(v["doc_count"])
         return out
 
-    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
-        grid = self._grid(where, interval, tz, registry.USER_ID)
+    def _series(self, where: Where, interval: Interval, tz: str,
+                field: str | None) -> dict[tuple[str | None, int], int]:
+        """Events per (value of the engine ``field`` or None, bucket start in epoch ms). A
+        series of at most ``SHORT_SERIES`` buckets (a page's 30 days) asks for one composite
+        page first: one request, as a cold engine's first page needs, when it holds them all.
+        A longer one, or one that did not fit, is one request sized first (``_grid``), and
+        composite pages when that does not hold them all either."""
+        sources = [{"t": self._time_source(interval, tz)}]
+        if field:
+            sources.insert(0, {"k": A("terms", field=field)})
+
+        def keyed(found: list[Any]) -> dict[tuple[str | None, int], int]:
+            return {(str(b["key"]["k"]) if field else None, int(b["key"]["t"])):
+                    int(b["doc_count"]) for b in found}
+
+        short = where.start is None or _bucket_count(
+            where.start, where.end or datetime.now(UTC), interval, tz) <= SHORT_SERIES
+        if short:
+            found = self._composite(self._agg_search(where), sources, pages=1)
+            if found is not None:
+                return keyed(found)
+        grid = self._grid(where, interval, tz, field)
         if grid is not None:
-            return {(str(user), t) for user, t in grid}
-        sources = [{"u": A("terms", field=registry.USER_ID)},
-                   {"t": self._time_source(interval, tz)}]
-        found = self._composite(self._agg_search(where), sources)
-        return {(str(b["key"]["u"]), int(b["key"]["t"])) for b in found}
+            return grid
+        return keyed(self._composite(self._agg_search(where), sources) or [])
+
+    def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
+        return {(str(user), t) for user, t in self._series(where, interval, tz, registry.USER_ID)}
 
     def counts(self, where: Where, field: str | None, interval: Interval,
                tz: str) -> dict[tuple[str | None, int], int]:
-        grid = self._grid(where, interval, tz, registry.FIELDS[field].es if field else None)
-        if grid is not None:
-            return grid
-        sources = [{"t": self._time_source(interval, tz)}]
-        if field:
-            sources.insert(0, {"k": A("terms", field=registry.FIELDS[field].es)})
-        found = self._composite(self._agg_search(where), sources)
-        return {(str(b["key"]["k"]) if field else None, int(b["key"]["t"])): int(b["doc_count"])
-                for b in found}
+        return self._series(where, interval, tz, registry.FIELDS[field].es if field else None)
 
     def latest_states(self, where: Where, targets: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(targets))
