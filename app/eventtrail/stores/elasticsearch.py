@@ -514,9 +514,10 @@ class ElasticsearchStore:
             return {(str(b["key"]["k"]) if field else None, int(b["key"]["t"])):
                     int(b["doc_count"]) for b in found}
 
-        short = where.start is None or _bucket_count(
-            where.start, where.end or datetime.now(UTC), interval, tz) <= SHORT_SERIES
-        if short:
+        if where.start is None:  # no sizing without a start: every page
+            return keyed(self._composite(self._agg_search(where), sources) or [])
+        end = where.end or datetime.now(UTC)
+        if _bucket_count(where.start, end, interval, tz) <= SHORT_SERIES:
             found = self._composite(self._agg_search(where), sources, pages=1)
             if found is not None:
                 return keyed(found)
