@@ -699,8 +699,22 @@ class QuarterPlan:
     windows: tuple[tuple[datetime, datetime], ...]
 
     def raw(self, qs: QuerySet[Any]) -> list[QuerySet[Any]]:
-        """``qs`` (StoredEvent's) within the windows, a query per ``WINDOWS_PER_QUERY``."""
-        return within(qs, "timestamp", self.windows)
+        """``qs`` (StoredEvent's) within the windows (disjoint: the answers add up), a query per
+        ``WINDOWS_PER_QUERY``. Written as SQL, without the period's bounds (the windows lie in
+        it): SQLite then looks each window up along the timestamp index, where with the bounds
+        it scans the period and tests every row against every window; and a thousand ORM
+        lookups cost more than the database spends reading their rows."""
+        connection = connections[qs.db]
+        column = f"{connection.ops.quote_name(StoredEvent._meta.db_table)}." \
+                 f"{connection.ops.quote_name('timestamp')}"
+        adapt = connection.ops.adapt_datetimefield_value
+        out = []
+        for i in range(0, len(self.windows), WINDOWS_PER_QUERY):
+            chunk = self.windows[i:i + WINDOWS_PER_QUERY]
+            sql = " OR ".join([f"({column} >= %s AND {column} < %s)"] * len(chunk))
+            params = [adapt(moment) for window in chunk for moment in window]
+            out.append(qs.filter(RawSQL(f"({sql})", params, output_field=BooleanField())))
+        return out
 
     def fives(self, qs: QuerySet[Any]) -> list[QuerySet[Any]]:
         """``qs`` (a five-minute rollup's) within the split quarter hours, less the split five
@@ -711,25 +725,6 @@ class QuarterPlan:
                   for i in range(QUARTER_HOUR // FIVE_MINUTES)]
         return [qs.filter(start__in=chunk)
                 for chunk in _chunks([at for at in starts if at not in self.split_fives])]
-
-
-def within(qs: QuerySet[Any], column: str, windows: Sequence[Piece]) -> list[QuerySet[Any]]:
-    """``qs`` with ``column`` within any of ``windows`` (disjoint: the answers add up), a query
-    per ``WINDOWS_PER_QUERY``. Written as SQL, without the period's bounds (the windows lie in
-    it): SQLite then looks each window up along the column's index, where with the bounds it
-    scans the period and tests every row against every window; and a thousand ORM lookups cost
-    more than the database spends reading their rows."""
-    connection = connections[qs.db]
-    quote = connection.ops.quote_name
-    name = f"{quote(qs.model._meta.db_table)}.{quote(column)}"
-    adapt = connection.ops.adapt_datetimefield_value
-    out = []
-    for i in range(0, len(windows), WINDOWS_PER_QUERY):
-        chunk = windows[i:i + WINDOWS_PER_QUERY]
-        sql = " OR ".join([f"({name} >= %s AND {name} < %s)"] * len(chunk))
-        params = [adapt(moment) for window in chunk for moment in window]
-        out.append(qs.filter(RawSQL(f"({sql})", params, output_field=BooleanField())))
-    return out
 
 
 def _on_quarters(interval: Interval, tz: str, first: datetime, last: datetime) -> bool:
@@ -1088,8 +1083,8 @@ class DatabaseStore:
         return people
 
     def _events_of(self, where: Where, plan: QuarterPlan | None) -> list[QuerySet[Any]]:
-        """``where``'s events; with a plan, only those in its windows (``within``: without the
-        period's own bounds)."""
+        """``where``'s events; with a plan, only those in its windows (``QuarterPlan.raw``:
+        without the period's own bounds)."""
         if plan is None:
             return [self.queryset(where)]
         return plan.raw(self.queryset(replace(where, start=None, end=None)))
