@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from django.db.models import Max, Min
 from eventtrail.analytics import compute
 from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
+from eventtrail.stores import database
 from eventtrail.stores.database import DatabaseStore, ensure_rollups, reset_rollups
 from eventtrail.stores.query import Filter, Where, parse_interval
 
@@ -77,6 +80,8 @@ def _answers(store: DatabaseStore, where, tz: str, interval, people: list[str]) 
     out["count_users"] = store.count_users(where)
     out["first_seen"] = store.first_seen(where, people)
     out["active_pairs"] = store.active_pairs(where, interval, tz)
+    out["user_counts"] = store.user_counts(where, interval, tz)
+    assert out["user_counts"] == dict(Counter(b for _, b in out["active_pairs"]))
     out["counts"] = store.counts(where, None, interval, tz)
     out["counts by action"] = store.counts(where, "event.action", interval, tz)
     out["top_users"] = store.top_users(where, 10)
@@ -276,6 +281,19 @@ def test_buckets_that_start_inside_quarter_hours_read_only_those_from_the_events
             assert counted == raw.counts(period, "event.action", interval, tz), interval
             pairs = rolled.active_pairs(period, interval, tz)
             assert pairs == raw.active_pairs(period, interval, tz), interval
+            # Users per bucket, counted in SQL over the union of the parts (a user in a
+            # bucket's quarter hours and its five minutes both counts once), or from the
+            # pairs when the union would take too many parameters.
+            per_bucket = dict(Counter(b for _, b in pairs))
+            assert rolled.user_counts(period, interval, tz) == per_bucket, interval
+            assert raw.user_counts(period, interval, tz) == per_bucket, interval
+            with mock.patch.object(database, "MAX_PARAMS", 0):
+                assert rolled.user_counts(period, interval, tz) == per_bucket, interval
+        # 00:00-00:50 holds a at 00:03 (a whole quarter hour's row) and 00:49:59 (a five
+        # minutes' row), and b: two users, not three.
+        users = rolled.user_counts(period, fifty, "UTC")
+        assert users[int(day.timestamp()) * 1000] == 2
+        assert users[int((day + timedelta(minutes=50)).timestamp()) * 1000] == 2
         by_fifty = rolled.counts(period, None, fifty, "UTC")
         assert by_fifty[(None, int((day + timedelta(minutes=0)).timestamp()) * 1000)] == 3
         assert by_fifty[(None, int((day + timedelta(minutes=50)).timestamp()) * 1000)] == 2

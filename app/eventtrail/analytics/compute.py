@@ -297,25 +297,36 @@ def _users_in(store: Store, w: Where) -> Callable[[], int]:
     return lambda: store.count_users(w)
 
 
-def active_users(store: Store, p: Params, community: str | None) -> dict[str, Any]:
-    """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU)."""
+def active_users(store: Store, p: Params, community: str | None, *,
+                 shared: bool = False) -> dict[str, Any]:
+    """Distinct signed-in users per bucket, and over the last 1, 7 and 30 days (DAU/WAU/MAU).
+
+    Alone (an endpoint), the store counts users and events per bucket. ``shared`` (a page) asks
+    instead what the page's other panels ask, each answered once: the events per action and
+    bucket ("events by action"), the user pairs ("new and returning users")."""
     w = where(p, community=community)
     now = now_of(p)
     rolling = {"dau": 1, "wau": 7, "mau": 30}
-    answers = gather(store, {
-        # Events per bucket, summed from the events per action and bucket that the page's
-        # "events over time" asks for the same period: one question for both panels.
-        "events": lambda: store.counts(w, "event.action", p.interval, p.tz),
-        "pairs": lambda: store.active_pairs(w, p.interval, p.tz),
-        **{name: _users_in(store, where(p, community=community,
-                                        start=now - timedelta(days=days), end=now))
-           for name, days in rolling.items()}})
+    if shared:
+        questions: dict[str, Callable[[], Any]] = {
+            "events": lambda: store.counts(w, "event.action", p.interval, p.tz),
+            "pairs": lambda: store.active_pairs(w, p.interval, p.tz)}
+    else:
+        questions = {"events": lambda: store.counts(w, None, p.interval, p.tz),
+                     "users": lambda: store.user_counts(w, p.interval, p.tz)}
+    answers = gather(store, {**questions, **{
+        name: _users_in(store, where(p, community=community, start=now - timedelta(days=days),
+                                     end=now))
+        for name, days in rolling.items()}})
     events: dict[int, int] = defaultdict(int)
     for (_, bucket), n in answers["events"].items():
         events[bucket] += n
     users: dict[int, int] = defaultdict(int)
-    for _, bucket in answers["pairs"]:
-        users[bucket] += 1
+    if shared:
+        for _, bucket in answers["pairs"]:
+            users[bucket] += 1
+    else:
+        users.update(answers["users"])
     axis = _axis(p, list(events))
     return {"interval": p.interval.label, "tz": p.tz, **_period(p),
             **{name: answers[name] for name in rolling}, "times": _times(p, axis),

@@ -200,7 +200,7 @@ def _engagement_panels(viewer: Any, answers: dict[str, Any]) -> list[dict[str, A
 
 def _activity_questions(store: Any, p: Params,
                         community: str | None) -> dict[str, Callable[[], Any]]:
-    return {"active": lambda: compute.active_users(store, p, community),
+    return {"active": lambda: compute.active_users(store, p, community, shared=True),
             "returning": lambda: compute.new_returning(store, p, community),
             "members": lambda: compute.top_members(store, p, community),
             "actions": lambda: compute.events_over_time(store, p, community=community),

@@ -90,6 +90,10 @@ class Store(Protocol):
         """Every (user id, bucket start in epoch ms) with at least one event."""
         ...
 
+    def user_counts(self, where: Where, interval: Interval, tz: str) -> dict[int, int]:
+        """Distinct users per bucket start (epoch ms): ``active_pairs`` counted per bucket."""
+        ...
+
     def counts(self, where: Where, field: str | None, interval: Interval,
                tz: str) -> dict[tuple[str | None, int], int]:
         """Events per (value of ``field`` or None, bucket start in epoch ms); no empty ones."""

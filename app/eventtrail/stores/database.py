@@ -209,6 +209,7 @@ def _encode(value: Any) -> Any:
 
 T = TypeVar("T")
 CHUNK = 500  # values per IN list: well under SQLite's bound-parameter limit
+MAX_PARAMS = 30000  # parameters of one statement: under SQLite's 32,766 and PostgreSQL's 65,535
 
 
 def unavailable_on_error(method: Callable[..., T]) -> Callable[..., T]:
@@ -781,6 +782,20 @@ def quarter_plan(alias: str, where: Where, interval: Interval, tz: str) -> Quart
     return QuarterPlan(first, last, frozenset(split), frozenset(split_fives), tuple(windows))
 
 
+def _pairs_of(parts: list[tuple[QuerySet[Any], Bucketing]]) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    for rows, bucketing in parts:
+        out.update((str(user), bucketing.to_ms(t)) for t, user in rows.distinct())
+    return out
+
+
+def _per_bucket(pairs: set[tuple[str, int]]) -> dict[int, int]:
+    out: dict[int, int] = defaultdict(int)
+    for _, bucket in pairs:
+        out[bucket] += 1
+    return dict(out)
+
+
 class DatabaseStore:
     """Both endpoints on the ``StoredEvent`` table; sorting and grouping use indexed columns."""
 
@@ -1209,36 +1224,75 @@ class DatabaseStore:
                             out[user] = at
         return out
 
+    def _day_pairs(self, rolled: QuerySet[Any], interval: Interval,
+                   tz: str) -> set[tuple[str, int]]:
+        """The active pairs from a daily rollup's rows (each UTC day whole in one bucket)."""
+        days = rolled.filter(user_id__isnull=False).values_list("user_id", "day").distinct()
+        starts: dict[date, int] = {}
+        out: set[tuple[str, int]] = set()
+        for user, day in days.order_by():
+            if day not in starts:
+                starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
+            out.add((str(user), starts[day]))
+        return out
+
+    def _pair_parts(self, where: Where, interval: Interval,
+                    tz: str) -> list[tuple[QuerySet[Any], Bucketing]]:
+        """Queries of (bucket key ``t``, ``user_id``) rows, not distinct, that together hold
+        every active pair: the quarter-hour rollup's rows and its five-minute twin's (each
+        row's unit whole in one bucket: the database buckets its start), then the events
+        outside them. Time first: SQLite then reads along the covering time index
+        (et_ts_covering)."""
+        plan = None
+        parts: list[tuple[QuerySet[Any], Bucketing]] = []
+        quarters = self._quarters(where, ["user.id"], interval, tz)
+        if quarters is not None:
+            rows, plan = quarters
+            bucketing = self._bucketing(where, interval, tz, "start")
+            parts += [(r.filter(user_id__isnull=False).annotate(t=bucketing.expression)
+                       .values_list("t", "user_id").order_by(), bucketing) for r in rows]
+        bucketing = self._bucketing(where, interval, tz)
+        parts += [(qs.filter(user_id__isnull=False).annotate(t=bucketing.expression)
+                   .values_list("t", "user_id").order_by(), bucketing)
+                  for qs in self._events_of(where, plan)]
+        return parts
+
     @unavailable_on_error
     def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
         rolled = self._rollup(where, "user.id", model=UserRollup, interval=interval, tz=tz)
         if rolled is not None:
-            days = rolled.filter(user_id__isnull=False).values_list("user_id", "day").distinct()
-            starts: dict[date, int] = {}
-            out: set[tuple[str, int]] = set()
-            for user, day in days.order_by():
-                if day not in starts:
-                    starts[day] = epoch_ms(bucket_start(_day_start(day), interval, tz))
-                out.add((str(user), starts[day]))
-            return out
-        plan = None
-        quarters = self._quarters(where, ["user.id"], interval, tz)
-        out = set()
-        if quarters is not None:
-            parts, plan = quarters
-            # Each row's unit lies whole in one bucket: the database buckets its start.
-            bucketing = self._bucketing(where, interval, tz, "start")
-            for rows in parts:
-                pairs = (rows.filter(user_id__isnull=False).annotate(t=bucketing.expression)
-                         .values_list("user_id", "t").distinct().order_by())
-                out.update((str(user), bucketing.to_ms(t)) for user, t in pairs)
-        bucketing = self._bucketing(where, interval, tz)
-        for qs in self._events_of(where, plan):
-            # Time first: SQLite then reads along the covering time index (et_ts_covering).
-            raw = (qs.filter(user_id__isnull=False).annotate(t=bucketing.expression)
-                   .values_list("t", "user_id").distinct().order_by())
-            out.update((str(user), bucketing.to_ms(t)) for t, user in raw)
-        return out
+            return self._day_pairs(rolled, interval, tz)
+        return _pairs_of(self._pair_parts(where, interval, tz))
+
+    @unavailable_on_error
+    def user_counts(self, where: Where, interval: Interval, tz: str) -> dict[int, int]:
+        """Users per bucket counted by the database: ``COUNT(DISTINCT user_id)`` over the
+        union of the pair queries (a user can be in a bucket's quarter hours and in its raw
+        minutes both), a row per bucket where the pairs are tens of thousands."""
+        rolled = self._rollup(where, "user.id", model=UserRollup, interval=interval, tz=tz)
+        if rolled is not None:
+            return _per_bucket(self._day_pairs(rolled, interval, tz))
+        parts = self._pair_parts(where, interval, tz)
+        compilers = [rows.query.get_compiler(using=self.alias) for rows, _ in parts]
+        selects: list[str] = []
+        params: list[Any] = []
+        for compiler in compilers:
+            sql, values = compiler.as_sql()
+            selects.append(sql)
+            params.extend(values)
+        if len(params) > MAX_PARAMS:
+            return _per_bucket(_pairs_of(parts))
+        # The first SELECT names the union's columns (t, user_id); its converters read t as
+        # the ORM would (PostgreSQL's local time truncated in a zone, made aware in it).
+        first = compilers[0]
+        t = next(i for i, (_, _, alias) in enumerate(first.select) if alias == "t")
+        converters = first.get_converters([first.select[t][0]])  # t is the union's column 0
+        sql = (f"SELECT t, COUNT(DISTINCT user_id) FROM ({' UNION ALL '.join(selects)}) "
+               "AS parts GROUP BY t")
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            found = first.apply_converters(cursor.fetchall(), converters)
+            return {parts[0][1].to_ms(key): int(n) for key, n in found}
 
     @unavailable_on_error
     def counts(self, where: Where, field: str | None, interval: Interval,

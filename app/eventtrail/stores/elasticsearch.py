@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -528,6 +529,10 @@ class ElasticsearchStore:
 
     def active_pairs(self, where: Where, interval: Interval, tz: str) -> set[tuple[str, int]]:
         return {(str(user), t) for user, t in self._series(where, interval, tz, registry.USER_ID)}
+
+    def user_counts(self, where: Where, interval: Interval, tz: str) -> dict[int, int]:
+        # Counted from the exact pairs: a cardinality per bucket would be an estimate.
+        return dict(Counter(t for _, t in self._series(where, interval, tz, registry.USER_ID)))
 
     def counts(self, where: Where, field: str | None, interval: Interval,
                tz: str) -> dict[tuple[str | None, int], int]:
