@@ -184,8 +184,9 @@ def test_series_from_one_aggregation_or_composite_pages_alike(store, events, mon
     from eventtrail.stores import elasticsearch
 
     daily = data.active_users(events, START, UNTIL, None)
-    if room != "short":  # these two weeks by day as a long series
+    if room != "short":  # these two weeks by day as a long series, in thirds (not midnights)
         monkeypatch.setattr(elasticsearch, "SHORT_SERIES", 0)
+        monkeypatch.setattr(elasticsearch, "GRID_SLICES", 3)
     if room == "a day's users":  # room (GRID_BUCKETS / buckets + 1) for the busiest day's users
         assert max(daily) < data.distinct_users(events, START, UNTIL, None)
         monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", max(daily) * (len(DAYS) + 2))
@@ -220,6 +221,33 @@ def test_series_from_one_aggregation_or_composite_pages_alike(store, events, mon
         assert want in asked, asked
         sized = any("newest" in a for a in asked)
         assert sized == (room != "short"), asked
+        if room in ("ample", "a day's users"):  # a long series: its slices asked at once
+            assert asked.count(want) >= elasticsearch.GRID_SLICES, asked
+
+
+@pytest.mark.parametrize("interval,tz", [("50m", "UTC"), ("7m", "Asia/Kathmandu"),
+                                         ("day", "Europe/Paris"), ("week", "America/New_York"),
+                                         ("month", "Australia/Lord_Howe")])
+def test_a_long_series_is_sliced_on_bucket_starts(interval, tz):
+    """The engine's slices of a long series are cut where buckets start, inside the period and
+    in order (across daylight-saving changes), so every bucket lies whole in one slice and the
+    slices' answers add up; a period too short to cut is one slice."""
+    from datetime import UTC, datetime
+
+    from eventtrail.stores.base import bucket_start, next_start
+    from eventtrail.stores.elasticsearch import _cuts
+    from eventtrail.stores.query import parse_interval
+
+    unit = parse_interval(interval)
+    start = datetime(2026, 2, 27, 7, 13, 29, tzinfo=UTC)
+    end = datetime(2026, 11, 7, 2, 1, tzinfo=UTC)
+    for slices in (1, 2, 3, 5):
+        cuts = _cuts(start, end, unit, tz, slices)
+        assert len(cuts) == slices - 1, cuts
+        assert all(bucket_start(cut, unit, tz) == cut for cut in cuts), cuts
+        assert [start, *cuts, end] == sorted({start, *cuts, end}), cuts
+    within_one = next_start(bucket_start(start, unit, tz), unit, tz) - timedelta(seconds=1)
+    assert _cuts(start, within_one, unit, tz, 5) == []
 
 
 def test_events_over_time_by_action(store, events):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from elasticsearch.dsl import A, Q, Search
@@ -34,6 +36,9 @@ PAGE = 5000  # composite buckets per request when walking every bucket
 # Buckets one answer may hold, under the engines' search.max_buckets (65,535 on OpenSearch).
 GRID_BUCKETS = 60_000
 SHORT_SERIES = 100  # buckets of a series asked for as one composite page first (see _series)
+# A longer series is asked as this many slices of its period at once: one shard's search runs
+# on one core, and a slice's answer is sent and read while the next is searched.
+GRID_SLICES = 2
 
 
 def _bucket_count(start: datetime, end: datetime, interval: Interval, tz: str) -> int:
@@ -46,6 +51,18 @@ def _bucket_count(start: datetime, end: datetime, interval: Interval, tz: str) -
     while bucket <= end and count <= GRID_BUCKETS:
         bucket, count = next_start(bucket, interval, tz), count + 1
     return count
+
+
+def _cuts(start: datetime, end: datetime, interval: Interval, tz: str,
+          slices: int) -> list[datetime]:
+    """Bucket starts that cut ``start``-``end`` into about ``slices`` slices of equal time:
+    every bucket lies whole in one slice, so the slices' answers add up."""
+    cuts: list[datetime] = []
+    for i in range(1, slices):
+        cut = bucket_start(start + (end - start) * i / slices, interval, tz)
+        if cut > (cuts[-1] if cuts else start) and cut < end:
+            cuts.append(cut)
+    return cuts
 
 
 def _es_value(f: Filter, value: Any) -> Any:
@@ -442,8 +459,10 @@ class ElasticsearchStore:
     def _grid(self, where: Where, interval: Interval, tz: str,
               field: str | None) -> dict[tuple[str | None, int], int] | None:
         """Events per (value of the engine ``field`` or None, bucket start in epoch ms) in one
-        request, its buckets bounded by ``GRID_BUCKETS`` (past the engine's search.max_buckets
-        the whole search fails, a 503 the client retries): the period's buckets are counted to
+        request (one per slice of the period, ``GRID_SLICES`` at once, when it has more than
+        ``SHORT_SERIES`` buckets), its buckets bounded by ``GRID_BUCKETS`` (past the engine's
+        search.max_buckets the whole search fails, a 503 the client retries): the period's
+        buckets are counted to
         its end or its newest event, and each value's or bucket's share of the room set from
         that. The field's terms outside with each one's date histogram inside when the values
         (a first, cheap estimate) fit: on the bench's 1M events a third of the time of the
@@ -468,35 +487,63 @@ class ElasticsearchStore:
         if count > GRID_BUCKETS:
             return None
         room = GRID_BUCKETS // (count + 1)  # terms outside or inside, and histogram buckets
+        outside = bool(field) and sized.aggregations["values"].value <= room
+        cuts = _cuts(where.start, end, interval, tz, GRID_SLICES if count > SHORT_SERIES else 1)
+        ask = [partial(self._grid_part, replace(where, start=first, end=last), interval, tz,
+                       field, room, outside)
+               for first, last in zip([where.start, *cuts], [*cuts, where.end], strict=True)]
+        if len(ask) == 1:
+            parts = [ask[0]()]
+        else:
+            with ThreadPoolExecutor(max_workers=len(ask)) as pool:
+                parts = list(pool.map(lambda part: part(), ask))
+        for part in parts:
+            if part is None:
+                return None
+            out.update(part)
+        return out
+
+    def _grid_part(self, where: Where, interval: Interval, tz: str, field: str | None,
+                   room: int, outside: bool) -> dict[tuple[str | None, int], int] | None:
+        """One slice's grid (see ``_grid``), None when values were left out."""
         search = self._agg_search(where)
         histogram = self._time_source(interval, tz, min_doc_count=1)
         values = {"field": field, "size": room, "shard_size": room}
-        outside = bool(field) and sized.aggregations["values"].value <= room
         if not field:
             search.aggs.bucket("t", histogram)
+            keep = ["t.buckets.key", "t.buckets.doc_count"]
         elif outside:
             search.aggs.bucket("k", "terms", **values).bucket("t", histogram)
+            keep = ["k.sum_other_doc_count", "k.buckets.key", "k.buckets.t.buckets.key",
+                    "k.buckets.t.buckets.doc_count"]
         else:
             search.aggs.bucket("t", histogram).bucket("k", "terms", **values)
+            keep = ["t.buckets.key", "t.buckets.k.sum_other_doc_count", "t.buckets.k.buckets.key",
+                    "t.buckets.k.buckets.doc_count"]
+        # Only the keys and counts come back (``filter_path``): a date histogram's buckets
+        # each carry their key as text too, two thirds of a 2.7 MB answer. Read as the plain
+        # response: the DSL's wrapper around each of 30,000 buckets costs more than the engine
+        # spends finding them. Empty parts of the answer are left out altogether.
+        search = search.params(filter_path=",".join(f"aggregations.{k}" for k in keep))
         response = self._run(search)
-        if response is None:
-            return out
-        # The plain answer: the DSL's wrapper around each of 30,000 buckets costs more than the
-        # engine spends finding them.
-        found = response.to_dict()["aggregations"]
+        found = response.to_dict().get("aggregations", {}) if response is not None else {}
+        out: dict[tuple[str | None, int], int] = {}
         if not field:
-            return {(None, int(b["key"])): int(b["doc_count"]) for b in found["t"]["buckets"]}
+            return {(None, int(b["key"])): int(b["doc_count"])
+                    for b in found.get("t", {}).get("buckets", [])}
         if outside:
-            if found["k"]["sum_other_doc_count"]:
+            terms = found.get("k", {})
+            if terms.get("sum_other_doc_count"):
                 return None
-            for v in found["k"]["buckets"]:
-                for b in v["t"]["buckets"]:
+            for v in terms.get("buckets", []):
+                for b in v.get("t", {}).get("buckets", []):
                     out[(str(v["key"]), int(b["key"]))] = int(b["doc_count"])
             return out
-        for b in found["t"]["buckets"]:
-            if b["k"]["sum_other_doc_count"]:
+        for b in found.get("t", {}).get("buckets", []):
+            terms = b.get("k", {})
+            if terms.get("sum_other_doc_count"):
                 return None
-            for v in b["k"]["buckets"]:
+            for v in terms.get("buckets", []):
                 out[(str(v["key"]), int(b["key"]))] = int(v["doc_count"])
         return out
 
