@@ -202,7 +202,6 @@ class TargetRollup(DailyRollup):
         indexes = [
             models.Index(fields=["day"], name="et_tr_day"),
             models.Index(fields=["community_slug", "day"], name="et_tr_community"),
-            models.Index(fields=["target_id", "day"], name="et_tr_target"),
             models.Index(fields=["user_id", "day"], name="et_tr_user"),
             # Every analytic on this rollup names its action (views, scrolls, plays): this
             # index holds every column they read, so they never visit the table's rows (which
@@ -212,6 +211,13 @@ class TargetRollup(DailyRollup):
                                  "target_type", "status_code", "is_bot", "scroll_depth",
                                  "video_id", "video_progress", "events"],
                          name="et_tr_action_covering"),
+            # The same columns for questions about given articles (their views, readers and
+            # reading depth): rows by the user make a month's scroll rows 240,000 at a million
+            # events, of which the page's ten articles hold 34,000.
+            models.Index(fields=["target_id", "action", "day", "user_id", "community_slug",
+                                 "target_type", "status_code", "is_bot", "scroll_depth",
+                                 "video_id", "video_progress", "events"],
+                         name="et_tr_target_covering"),
         ]
         constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_tr_grain")]
 
