@@ -201,7 +201,6 @@ class TargetRollup(DailyRollup):
     class Meta:
         indexes = [
             models.Index(fields=["day"], name="et_tr_day"),
-            models.Index(fields=["community_slug", "day"], name="et_tr_community"),
             models.Index(fields=["user_id", "day"], name="et_tr_user"),
             # Every analytic on this rollup names its action (views, scrolls, plays): this
             # index holds every column they read, so they never visit the table's rows (which
@@ -218,6 +217,13 @@ class TargetRollup(DailyRollup):
                                  "target_type", "status_code", "is_bot", "scroll_depth",
                                  "video_id", "video_progress", "events"],
                          name="et_tr_target_covering"),
+            # And for a community's: without its action and the columns, SQLite (no ANALYZE)
+            # chose an index on the community and day and looked up each row in the table,
+            # 38 to 63 ms a question against 12 to 20 through the two above.
+            models.Index(fields=["community_slug", "action", "day", "target_id", "user_id",
+                                 "target_type", "status_code", "is_bot", "scroll_depth",
+                                 "video_id", "video_progress", "events"],
+                         name="et_tr_community_covering"),
         ]
         constraints = [models.UniqueConstraint(fields=["day", "grain"], name="et_tr_grain")]
 
