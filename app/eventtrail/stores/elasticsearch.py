@@ -37,7 +37,8 @@ PAGE = 5000  # composite buckets per request when walking every bucket
 GRID_BUCKETS = 60_000
 SHORT_SERIES = 100  # buckets of a series asked for as one composite page first (see _series)
 # A longer series is asked as this many slices of its period at once: one shard's search runs
-# on one core, and a slice's answer is sent and read while the next is searched.
+# on one core, and a slice's answer is sent and read while the next is searched. Also from
+# compute.gather's threads (an endpoint's questions): no page asks for a series this long.
 GRID_SLICES = 2
 
 
@@ -462,9 +463,8 @@ class ElasticsearchStore:
         request (one per slice of the period, ``GRID_SLICES`` at once, when it has more than
         ``SHORT_SERIES`` buckets), its buckets bounded by ``GRID_BUCKETS`` (past the engine's
         search.max_buckets the whole search fails, a 503 the client retries): the period's
-        buckets are counted to
-        its end or its newest event, and each value's or bucket's share of the room set from
-        that. The field's terms outside with each one's date histogram inside when the values
+        buckets are counted to its end or its newest event, and each value's or bucket's share
+        of the room set from that. The field's terms outside with each one's date histogram inside when the values
         (a first, cheap estimate) fit: on the bench's 1M events a third of the time of the
         other way round, which serves when there are more values than that and fewer in any
         one bucket. None when the terms asked were not all there (``sum_other_doc_count``) or
