@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventtrail.analytics.params import Params, buckets, day_floor
-from eventtrail.stores.base import Store, bucket_start, epoch_ms, render_time
+from eventtrail.stores.base import Store, bucket_start, epoch_ms, render_time, users_per_bucket
 from eventtrail.stores.query import Filter, Where
 
 VIEW = "article.view"
@@ -321,12 +321,7 @@ def active_users(store: Store, p: Params, community: str | None, *,
     events: dict[int, int] = defaultdict(int)
     for (_, bucket), n in answers["events"].items():
         events[bucket] += n
-    users: dict[int, int] = defaultdict(int)
-    if shared:
-        for _, bucket in answers["pairs"]:
-            users[bucket] += 1
-    else:
-        users.update(answers["users"])
+    users = users_per_bucket(answers["pairs"]) if shared else answers["users"]
     axis = _axis(p, list(events))
     return {"interval": p.interval.label, "tz": p.tz, **_period(p),
             **{name: answers[name] for name in rolling}, "times": _times(p, axis),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,11 @@ def percentile(sorted_values: Sequence[float], percent: float) -> float | None:
     rank = (len(sorted_values) - 1) * percent / 100
     low, high = math.floor(rank), math.ceil(rank)
     return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low))
+
+
+def users_per_bucket(pairs: Iterable[tuple[Any, int]]) -> dict[int, int]:
+    """Active (user, bucket) pairs counted per bucket: ``Store.user_counts`` from the pairs."""
+    return dict(Counter(bucket for _, bucket in pairs))
 
 
 def epoch_ms(value: datetime) -> int:

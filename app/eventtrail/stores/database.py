@@ -62,6 +62,7 @@ from eventtrail.stores.base import (
     percent_key,
     percentile,
     project,
+    users_per_bucket,
 )
 from eventtrail.stores.query import (
     PERCENTS,
@@ -789,13 +790,6 @@ def _pairs_of(parts: list[tuple[QuerySet[Any], Bucketing]]) -> set[tuple[str, in
     return out
 
 
-def _per_bucket(pairs: set[tuple[str, int]]) -> dict[int, int]:
-    out: dict[int, int] = defaultdict(int)
-    for _, bucket in pairs:
-        out[bucket] += 1
-    return dict(out)
-
-
 class DatabaseStore:
     """Both endpoints on the ``StoredEvent`` table; sorting and grouping use indexed columns."""
 
@@ -1271,7 +1265,7 @@ class DatabaseStore:
         minutes both), a row per bucket where the pairs are tens of thousands."""
         rolled = self._rollup(where, "user.id", model=UserRollup, interval=interval, tz=tz)
         if rolled is not None:
-            return _per_bucket(self._day_pairs(rolled, interval, tz))
+            return users_per_bucket(self._day_pairs(rolled, interval, tz))
         parts = self._pair_parts(where, interval, tz)
         compilers = [rows.query.get_compiler(using=self.alias) for rows, _ in parts]
         selects: list[str] = []
@@ -1281,7 +1275,7 @@ class DatabaseStore:
             selects.append(sql)
             params.extend(values)
         if len(params) > MAX_PARAMS:
-            return _per_bucket(_pairs_of(parts))
+            return users_per_bucket(_pairs_of(parts))
         # The first SELECT names the union's columns (t, user_id); its converters read t as
         # the ORM would (PostgreSQL's local time truncated in a zone, made aware in it).
         first = compilers[0]

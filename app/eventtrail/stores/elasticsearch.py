@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -26,6 +25,7 @@ from eventtrail.stores.base import (
     fill,
     next_start,
     project,
+    users_per_bucket,
 )
 from eventtrail.stores.query import PERCENTS, AggQuery, Filter, Interval, ListQuery, Term, Where
 
@@ -579,7 +579,7 @@ class ElasticsearchStore:
 
     def user_counts(self, where: Where, interval: Interval, tz: str) -> dict[int, int]:
         # Counted from the exact pairs: a cardinality per bucket would be an estimate.
-        return dict(Counter(t for _, t in self._series(where, interval, tz, registry.USER_ID)))
+        return users_per_bucket(self._series(where, interval, tz, registry.USER_ID))
 
     def counts(self, where: Where, field: str | None, interval: Interval,
                tz: str) -> dict[tuple[str | None, int], int]:
