@@ -149,8 +149,14 @@ def _weeks(path: Path, until: str) -> list[Path]:
 
 
 def _load_engine(path: Path, url: str, stream: str, until: str | None = None) -> float:
-    """Bulk, enriched as the pipeline does, then one refresh and a force merge. With ``until``:
-    week by week, the data stream rolled over between weeks (``_weeks``)."""
+    """Bulk, enriched as the pipeline does, then a force merge and a refresh. With ``until``:
+    week by week, the data stream rolled over between weeks (``_weeks``).
+
+    The refresh comes after the merge: the merged segment is only searched once a refresh opens
+    it, and an index that nothing searched for 30 s is "search idle" (it skips the scheduled
+    refreshes), so without it the first request would open it itself (and build its global
+    ordinals) and time the loader's leftover as the site's first request. An engine that restarts opens (and warms) its segments while it
+    recovers, before its shards answer."""
     from eventtrail import schema
     from eventtrail.enrichment import enrich
 
@@ -182,6 +188,7 @@ def _load_engine(path: Path, url: str, stream: str, until: str | None = None) ->
                 client.indices.rollover(alias=stream)
     client.indices.refresh(index=stream)
     client.indices.forcemerge(index=stream, max_num_segments=1, request_timeout=600)
+    client.indices.refresh(index=stream)
     return time.monotonic() - began
 
 

@@ -52,3 +52,49 @@ def test_weekly_layout_splits_events_by_week_back_from_the_end_oldest_first(tmp_
     assert [w.name for w in weeks] == ["week-4.jsonl", "week-1.jsonl", "week-0.jsonl"]
     held = [[json.loads(line)["n"] for line in w.read_text().splitlines()] for w in weeks]
     assert held == [[3, 5], [2], [0, 1, 4]]  # older history: the first index
+
+
+def test_the_engine_loader_leaves_the_merged_segments_searchable(engine, tmp_path, monkeypatch):
+    """A long load writes many segments (refreshed as it goes, here after every 300 events); the
+    loader merges them, and the merged segment is what searches read once it returns: the first
+    request timed after it must not be the one that opens it."""
+    from eventtrail.build import prepare
+    from eventtrail.capture import draft_for
+
+    from elasticsearch import helpers
+
+    lines = []
+    for i in range(1500):
+        prepared = prepare(draft_for("article.view", {
+            "eventtrail.community.slug": "c", "eventtrail.target.type": "article",
+            "eventtrail.target.id": str(i % 40), "user.id": str(i % 70),
+            "http.response.status_code": 200}))
+        assert prepared is not None
+        lines.append(prepared[1] + "\n")
+    path = tmp_path / "prepared.jsonl"
+    path.write_text("".join(lines))
+    bulk = helpers.bulk
+
+    def refreshed_as_it_goes(client, actions, **kwargs):
+        batch: list = []
+        for action in [*actions, None]:
+            if action is not None:
+                batch.append(action)
+            if batch and (action is None or len(batch) == 300):
+                bulk(client, batch, **kwargs)
+                client.indices.refresh(index=batch[0]["_index"])
+                batch = []
+
+    monkeypatch.setattr(helpers, "bulk", refreshed_as_it_goes)
+    stream = "logs-eventtrail-loadertest"
+    try:
+        analytics._load_engine(path, engine.url, stream)
+        rows = engine.client.cat.segments(index=stream, format="json",
+                                          h="segment,docs.count,searchable")
+        searchable = [row for row in rows if row["searchable"] == "true"]
+        assert len(searchable) == 1, rows
+        assert int(searchable[0]["docs.count"]) == len(lines)
+    finally:
+        engine.client.options(ignore_status=404).indices.delete_data_stream(name=stream)
+        engine.client.options(ignore_status=404).indices.delete_index_template(
+            name="bench-analytics")
