@@ -52,9 +52,9 @@ def _django(var_dir: Path, events_url: str = "") -> None:
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["API_THROTTLE_USER"] = THROTTLE_OFF
     sys.path[:0] = [str(ROOT / "app"), str(ROOT)]
-    import django
-
-    django.setup()
+    # Started as the server starts (gunicorn loads config.wsgi): Django set up, and what start-up
+    # made frozen out of the garbage collector's full collections.
+    import config.wsgi  # noqa: F401
     from django.conf import settings
     from django.core.management import call_command
 
