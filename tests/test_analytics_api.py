@@ -219,10 +219,41 @@ def test_series_from_one_aggregation_or_composite_pages_alike(store, events, mon
         want = {"short": composite, "ample": outside, "a day's users": inside,
                 "one user": composite}[room]
         assert want in asked, asked
-        sized = any("newest" in a for a in asked)
+        sized = any("values" in a for a in asked)
         assert sized == (room != "short"), asked
         if room in ("ample", "a day's users"):  # a long series: its slices asked at once
             assert asked.count(want) >= elasticsearch.GRID_SLICES, asked
+        # The values counted steer the layout a while: asked again, the series is not sized.
+        asked.clear()
+        assert get("active-users", PERIOD)["users"] == daily
+        assert want in asked and not any("values" in a for a in asked), asked
+
+
+@pytest.mark.parametrize("backend", [pytest.param("elasticsearch", marks=pytest.mark.engine),
+                                     pytest.param("elasticsearch-8.7", marks=pytest.mark.engine)],
+                         indirect=True)
+def test_a_stale_count_of_values_costs_time_never_numbers(store, events, monkeypatch):
+    """A long series' layout follows a remembered count of the period's users; when that is
+    stale (the site grew), the terms asked do not hold them all, the answer is read another way,
+    still the oracle's, and the count is dropped to be asked afresh."""
+    from eventtrail.stores import elasticsearch, get_store
+
+    daily = data.active_users(events, START, UNTIL, None)
+    monkeypatch.setattr(elasticsearch, "SHORT_SERIES", 0)
+    monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", max(daily) * (len(DAYS) + 2))
+    dropped = []
+
+    class Stale(dict):
+        def get(self, key, default=None):
+            return (1, elasticsearch.time.monotonic())  # "one user", just now
+
+        def pop(self, key, default=None):
+            dropped.append(key)
+            return super().pop(key, default)
+
+    monkeypatch.setattr(get_store(), "_layouts", Stale())
+    assert get("active-users", PERIOD)["users"] == daily
+    assert dropped and all(key[0] == "user.id" for key in dropped), dropped
 
 
 @pytest.mark.parametrize("interval,tz", [("50m", "UTC"), ("7m", "Asia/Kathmandu"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -40,6 +41,10 @@ SHORT_SERIES = 100  # buckets of a series asked for as one composite page first 
 # on one core, and a slice's answer is sent and read while the next is searched. Also from
 # compute.gather's threads (an endpoint's questions): no page asks for a series this long.
 GRID_SLICES = 2
+# How long a period's count of distinct values (users) steers _grid's layout before it is asked
+# again, and how many such counts are kept.
+LAYOUT_SECONDS = 600
+LAYOUTS = 256
 
 
 def _bucket_count(start: datetime, end: datetime, interval: Interval, tz: str) -> int:
@@ -139,6 +144,10 @@ class ElasticsearchStore:
     """Searches ``DATA_STREAM`` as the API's read-only user."""
 
     name = "elasticsearch"
+
+    def __init__(self) -> None:
+        # _grid's estimates: (field, question, span in hours) -> (distinct values, when asked)
+        self._layouts: dict[tuple[Any, ...], tuple[int, float]] = {}
 
     @cached_property
     def client(self) -> Elasticsearch:
@@ -463,31 +472,22 @@ class ElasticsearchStore:
         request (one per slice of the period, ``GRID_SLICES`` at once, when it has more than
         ``SHORT_SERIES`` buckets), its buckets bounded by ``GRID_BUCKETS`` (past the engine's
         search.max_buckets the whole search fails, a 503 the client retries): the period's
-        buckets are counted to its end or its newest event, and each value's or bucket's share
-        of the room set from that. The field's terms outside with each one's date histogram inside when the values
-        (a first, cheap estimate) fit: on the bench's 1M events a third of the time of the
-        other way round, which serves when there are more values than that and fewer in any
-        one bucket. None when the terms asked were not all there (``sum_other_doc_count``) or
-        the period has no start: the caller then walks composite pages, which read the period
-        again per page (900 buckets of 30 users: seven pages)."""
+        buckets are counted to its end (or now), and each value's or bucket's share of the room
+        set from that. The field's terms outside with each one's date histogram inside when the
+        values (an estimate, ``_values``) fit: on the bench's 1M events a third of the time of
+        the other way round, which serves when there are more values than that and fewer in
+        any one bucket. None when the terms asked were not all there (``sum_other_doc_count``)
+        or the period has no start: the caller then walks composite pages, which read the
+        period again per page (900 buckets of 30 users: seven pages)."""
         out: dict[tuple[str | None, int], int] = {}
         if where.start is None:
             return None
-        sizing = self._agg_search(where)
-        sizing.aggs.metric("newest", "max", field=registry.TIMESTAMP)
-        if field:
-            sizing.aggs.metric("values", "cardinality", field=field,
-                               precision_threshold=PRECISION_THRESHOLD)
-        sized = self._run(sizing)
-        newest = sized.aggregations.newest.value if sized is not None else None
-        if newest is None:
-            return out
-        end = where.end or datetime.fromtimestamp(newest / 1000, UTC)
+        end = where.end or datetime.now(UTC)
         count = max(_bucket_count(where.start, end, interval, tz), 1)
         if count > GRID_BUCKETS:
             return None
         room = GRID_BUCKETS // (count + 1)  # terms outside or inside, and histogram buckets
-        outside = bool(field) and sized.aggregations["values"].value <= room
+        outside = self._values(where, end, field) <= room if field else False
         cuts = _cuts(where.start, end, interval, tz, GRID_SLICES if count > SHORT_SERIES else 1)
         ask = [partial(self._grid_part, replace(where, start=first, end=last), interval, tz,
                        field, room, outside)
@@ -499,9 +499,38 @@ class ElasticsearchStore:
                 parts = list(pool.map(lambda part: part(), ask))
         for part in parts:
             if part is None:
+                if outside and field:  # more values than the count said: ask it again
+                    self._layouts.pop(self._layout_key(where, end, field), None)
                 return None
             out.update(part)
         return out
+
+    @staticmethod
+    def _layout_key(where: Where, end: datetime, field: str) -> tuple[Any, ...]:
+        assert where.start is not None
+        span = round((end - where.start).total_seconds() / 3600)
+        return (field, replace(where, start=None, end=None), span)
+
+    def _values(self, where: Where, end: datetime, field: str) -> int:
+        """About how many values of ``field`` the period holds (``cardinality``), remembered
+        ``LAYOUT_SECONDS`` per question and span: it only picks ``_grid``'s layout, whose
+        answer is checked (``sum_other_doc_count``), so an old estimate costs at most one
+        slower request and is asked again then, never a wrong number. Asked afresh, it was a
+        search of 40-60 ms before every long series (1M events, a 30-day period)."""
+        key = self._layout_key(where, end, field)
+        known = self._layouts.get(key)
+        now = time.monotonic()
+        if known is not None and now - known[1] < LAYOUT_SECONDS:
+            return known[0]
+        sizing = self._agg_search(where)
+        sizing.aggs.metric("values", "cardinality", field=field,
+                           precision_threshold=PRECISION_THRESHOLD)
+        sized = self._run(sizing)
+        values = int(sized.aggregations["values"].value) if sized is not None else 0
+        if len(self._layouts) >= LAYOUTS:
+            self._layouts.clear()
+        self._layouts[key] = (values, now)
+        return values
 
     def _grid_part(self, where: Where, interval: Interval, tz: str, field: str | None,
                    room: int, outside: bool) -> dict[tuple[str | None, int], int] | None:
