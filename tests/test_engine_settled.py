@@ -1,0 +1,124 @@
+"""The engine's series keep their settled buckets (ElasticsearchStore._settled): the same numbers
+as asking the whole period, in any zone and interval, and a late event reaches them."""
+import json
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from eventtrail.build import prepare
+from eventtrail.capture import draft_for
+from eventtrail.stores import elasticsearch, get_store
+from eventtrail.stores.base import bucket_start, epoch_ms
+from eventtrail.stores.query import Where, parse_interval
+
+STREAM = "logs-eventtrail-settledtest"
+pytestmark = pytest.mark.engine  # both engines, asked for by name (see ``running``)
+
+
+@pytest.fixture(params=["engine", "elasticsearch_engine"])
+def running(request):
+    return request.getfixturevalue(request.param)
+
+
+def document(moment: datetime, user: str, action: str = "article.view") -> dict:
+    prepared = prepare(draft_for(action, {
+        "eventtrail.community.slug": "c", "eventtrail.target.type": "article",
+        "eventtrail.target.id": "1", "user.id": user, "http.response.status_code": 200}))
+    assert prepared is not None
+    doc = json.loads(prepared[1])
+    doc["@timestamp"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return doc
+
+
+@pytest.fixture
+def site(running, settings):
+    """Ten days of events up to now, in a data stream of their own."""
+    now = datetime.now(UTC)
+    rng = random.Random(7)
+    docs = [document(now - timedelta(seconds=rng.randrange(10 * 86400)), f"u{rng.randrange(9)}",
+                     rng.choice(["article.view", "article.edit"])) for _ in range(600)]
+    running.load_stream(STREAM, docs, template="eventtrail-settledtest", priority=779)
+    settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
+                           "ELASTICSEARCH_HOSTS": [running.url], "DATA_STREAM": STREAM,
+                           "ELASTICSEARCH_OPTIONS": {"node_class": running.node_class}}
+    try:
+        yield running, docs
+    finally:
+        running.client.options(ignore_status=(404, 405)).indices.delete_data_stream(name=STREAM)
+        running.client.options(ignore_status=404).indices.delete(index=STREAM)
+
+
+def expected(docs, start, interval, tz):
+    """Per (action, bucket start) and per (user, bucket start): plain Python."""
+    events, pairs = Counter(), set()
+    for doc in docs:
+        moment = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+        if moment < start:
+            continue
+        bucket = epoch_ms(bucket_start(moment, interval, tz))
+        events[(doc["event"]["action"], bucket)] += 1
+        pairs.add((doc["user"]["id"], bucket))
+    return dict(events), pairs
+
+
+def test_kept_buckets_give_the_whole_period_s_numbers(site):
+    """Random windows (from a bucket start or not), intervals and zones across the settled and
+    current buckets: asked twice (the second from what was kept), the numbers of a scan."""
+    _, docs = site
+    store = get_store()
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    for interval, tz in [("day", "UTC"), ("day", "Asia/Kathmandu"), ("50m", "UTC"),
+                         ("hour", "America/St_Johns"), ("week", "Europe/Paris"), ("7m", "UTC")]:
+        unit = parse_interval(interval)
+        for _ in range(2):
+            start = now - timedelta(seconds=rng.randrange(3600, 9 * 86400))
+            if rng.random() < 0.5:
+                start = bucket_start(start, unit, tz)
+            where = Where(start=start)
+            events, pairs = expected(docs, start, unit, tz)
+            for _ in range(2):
+                assert store.counts(where, "event.action", unit, tz) == events, (interval, tz)
+                assert store.active_pairs(where, unit, tz) == pairs, (interval, tz)
+
+
+def test_a_late_event_reaches_the_kept_buckets(site, monkeypatch):
+    running, docs = site
+    store = get_store()
+    unit = parse_interval("day")
+    today = bucket_start(datetime.now(UTC), unit, "UTC")
+    where = Where(start=today - timedelta(days=6))
+    asked = []
+    ask = elasticsearch.ElasticsearchStore._series_asked
+
+    def spy(self, w, *args):
+        asked.append((w.start, w.end))
+        return ask(self, w, *args)
+
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_series_asked", spy)
+    events, pairs = expected(docs, where.start, unit, "UTC")
+    assert store.active_pairs(where, unit, "UTC") == pairs
+    assert asked == [(where.start, today), (today, None)]
+    asked.clear()
+    assert store.active_pairs(where, unit, "UTC") == pairs
+    assert asked == [(today, None)]  # the six settled days were kept
+    # One arrives now, stamped three days ago (delivered late, after an outage).
+    late = document(today - timedelta(days=3) + timedelta(hours=5), "late")
+    running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
+    asked.clear()
+    assert store.active_pairs(where, unit, "UTC") == pairs | {
+        ("late", epoch_ms(today - timedelta(days=3)))}
+    assert asked == [(where.start, today), (today, None)]
+    assert store.counts(where, "event.action", unit, "UTC") == expected(
+        [*docs, late], where.start, unit, "UTC")[0]
+
+
+def test_what_is_kept_is_bounded(site, monkeypatch):
+    monkeypatch.setattr(elasticsearch, "KEPT_SERIES", 3)
+    store = get_store()
+    unit = parse_interval("hour")
+    now = datetime.now(UTC)
+    for days in range(1, 8):
+        store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
+    assert len(store._kept) == 3
