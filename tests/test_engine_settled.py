@@ -115,10 +115,18 @@ def test_a_late_event_reaches_the_kept_buckets(site, monkeypatch):
 
 
 def test_what_is_kept_is_bounded(site, monkeypatch):
+    """At most KEPT_SERIES answers, KEPT_KEYS keys in all, the least recently used dropped."""
     monkeypatch.setattr(elasticsearch, "KEPT_SERIES", 3)
     store = get_store()
     unit = parse_interval("hour")
-    now = datetime.now(UTC)
+    now = bucket_start(datetime.now(UTC), unit, "UTC")
     for days in range(1, 8):
         store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
-    assert len(store._kept) == 3
+    assert [w.start for _, _, _, w in store._kept] == [now - timedelta(days=d) for d in (5, 6, 7)]
+    sizes = [len(answer) for _, answer in store._kept.values()]
+    monkeypatch.setattr(elasticsearch, "KEPT_KEYS", sizes[-1] + sizes[-2])
+    store.counts(Where(start=now - timedelta(days=7)), None, unit, "UTC")  # kept: no change
+    store.counts(Where(start=now - timedelta(days=2)), None, unit, "UTC")
+    held = [len(answer) for _, answer in store._kept.values()]
+    assert len(held) >= 1 and sum(held) <= sizes[-1] + sizes[-2]
+    assert list(store._kept)[-1][3].start == now - timedelta(days=2)

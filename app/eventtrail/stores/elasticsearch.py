@@ -47,7 +47,8 @@ GRID_SLICES = 2
 # again, and how many such counts are kept.
 LAYOUT_SECONDS = 600
 LAYOUTS = 256
-# Series parts kept whole (see _series): how many, and the largest kept (keys).
+# Series parts kept whole (see _series): at most this many, holding this many keys in all
+# (about 200 bytes each: 40 MB at most per process), the least recently used dropped first.
 KEPT_SERIES = 64
 KEPT_KEYS = 200_000
 
@@ -639,12 +640,12 @@ class ElasticsearchStore:
                 self._kept.move_to_end(key)
                 return kept[1]
         answer = self._series_asked(where, interval, tz, field)
-        if len(answer) <= KEPT_KEYS:
-            with self._kept_lock:
-                self._kept[key] = (events, answer)
-                self._kept.move_to_end(key)
-                while len(self._kept) > KEPT_SERIES:
-                    self._kept.popitem(last=False)
+        with self._kept_lock:
+            self._kept.pop(key, None)
+            self._kept[key] = (events, answer)
+            held = sum(len(kept[1]) for kept in self._kept.values())
+            while self._kept and (len(self._kept) > KEPT_SERIES or held > KEPT_KEYS):
+                held -= len(self._kept.popitem(last=False)[1][1])
         return answer
 
     def _events_between(self, start: datetime, end: datetime) -> int:
