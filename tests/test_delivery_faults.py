@@ -272,7 +272,9 @@ for n in range(2):
             h.put(draft_for("page.view", {"url.path": "/fork%d/%d" % (n, i)}))
         while h.spool is None or h.spool.count() < 400:
             time.sleep(0.02)
-        print("spooled", n, os.getpid(), flush=True)
+        # One write() of a whole line each: the two children share the pipe, and a line
+        # written in pieces (print's, unbuffered) can interleave with the other's.
+        os.write(1, ("spooled %d %d\n" % (n, os.getpid())).encode())
         sys.stdin.readline()  # until the test says: deliver
         from pathlib import Path
         others = lambda: [p for p in Path(h.spool.dir).glob("spool-*.sqlite") if p != h.spool.path]
@@ -280,7 +282,7 @@ for n in range(2):
         while (others() or h.spool.count() or not h.flush(1)) and time.time() < deadline:
             time.sleep(0.05)
         h.stop(5)
-        print("ledger", json.dumps(ledger(h)), flush=True)
+        os.write(1, ("ledger " + json.dumps(ledger(h)) + "\n").encode())
         os._exit(0)
     pids.append(pid)
 for pid in pids:
