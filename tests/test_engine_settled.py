@@ -130,3 +130,20 @@ def test_what_is_kept_is_bounded(site, monkeypatch):
     held = [len(answer) for _, answer in store._kept.values()]
     assert len(held) >= 1 and sum(held) <= sizes[-1] + sizes[-2]
     assert list(store._kept)[-1][3].start == now - timedelta(days=2)
+
+
+def test_users_are_the_first_in_key_order_however_many_are_asked(site, monkeypatch):
+    """``users`` by a terms aggregation ordered by key, or by composite pages past MAX_KEYS:
+    the same first ones either way."""
+    _, docs = site
+    store = get_store()
+    start = datetime.now(UTC) - timedelta(days=4)
+    where = Where(start=start)
+    everyone = sorted({d["user"]["id"] for d in docs
+                       if datetime.fromisoformat(d["@timestamp"].replace("Z", "+00:00")) >= start})
+    assert len(everyone) > 3
+    for limit in (0, 1, 3, len(everyone), 50):
+        assert store.users(where, limit=limit) == everyone[:limit]
+    monkeypatch.setattr(elasticsearch, "MAX_KEYS", 2)  # composite pages from here
+    for limit in (3, 50):
+        assert store.users(where, limit=limit) == everyone[:limit]

@@ -86,14 +86,17 @@ THREADS = 4  # store questions asked of the search engine at once
 _asking = threading.local()  # set in gather's threads
 
 
-def gather(store: Store, questions: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+def gather(store: Store, questions: dict[str, Callable[[], Any]], *,
+           chain: bool = False) -> dict[str, Any]:
     """Each question's answer. The search engine is asked them at once, as Kibana asks for a
     dashboard's panels (a page's fifteen panels; an endpoint's few aggregations, which take the
     engine's cores in turn otherwise); the database stores one after another, in the request's
     own connection. Questions asked from one of these threads (a page's panel asking its
-    own) are asked there one after another: the page already keeps the engine busy."""
+    own) are asked there one after another: the page already keeps the engine busy. Unless
+    ``chain``: the independent steps of a panel whose searches otherwise wait on each other
+    (a recommendation's), which is what its page waits for once the quicker panels are done."""
     if getattr(store, "name", "") != "elasticsearch" or len(questions) < 2 \
-            or getattr(_asking, "now", False):
+            or (getattr(_asking, "now", False) and not chain):
         return {name: ask() for name, ask in questions.items()}
 
     def asked(ask: Callable[[], Any]) -> Any:
@@ -371,14 +374,16 @@ def _lift(store: Store, window: Where, item: str, peers: list[str], exclude: set
     many users used it in the window and N how many users used anything in it."""
     if not peers:
         return []
-    co = store.tally(where(**filters, users=peers, start=window.start, end=window.end), item,
-                     size=CANDIDATES)
-    candidates = [t for t in co if t.key not in exclude and t.users >= MIN_SUPPORT]
+    answers = gather(store, {
+        "co": lambda: store.tally(where(**filters, users=peers, start=window.start,
+                                        end=window.end), item, size=CANDIDATES),
+        "total": lambda: store.count_users(window)}, chain=True)
+    candidates = [t for t in answers["co"] if t.key not in exclude and t.users >= MIN_SUPPORT]
     if not candidates:
         return []
     popularity = {t.key: t.users for t in store.tally(window, item,
                                                       keys=[t.key for t in candidates])}
-    total = store.count_users(window)
+    total = answers["total"]
     rows: list[dict[str, Any]] = []
     for t in candidates:
         lift = t.users * total / (len(peers) * popularity[t.key])
@@ -407,13 +412,14 @@ def also_read(store: Store, p: Params, article: str, user: str | None) -> dict[s
     start, now = recent_days(p)
     filters: dict[str, Any] = {"actions": [VIEW]}
     window = where(**filters, start=start, end=now)
-    readers = store.users(where(**filters, target=article, start=start, end=now),
-                          limit=MAX_READERS)
-    exclude = {article}
+    questions: dict[str, Callable[[], Any]] = {"readers": lambda: store.users(
+        where(**filters, target=article, start=start, end=now), limit=MAX_READERS)}
     if user is not None:
-        read = store.tally(where(**filters, user=user), TARGET, size=CANDIDATES * 10)
-        exclude |= {t.key for t in read}
-    peers = [r for r in readers if r != user]
+        questions["read"] = lambda: store.tally(where(**filters, user=user), TARGET,
+                                                size=CANDIDATES * 10)
+    answers = gather(store, questions, chain=True)
+    exclude = {article} | {t.key for t in answers.get("read", [])}
+    peers = [r for r in answers["readers"] if r != user]
     rows = _lift(store, window, TARGET, peers, exclude, p.size, filters)
     return {"article": article, "days": p.days, "readers": len(peers),
             "results": [{"article": r.pop("key"), **r} for r in rows]}

@@ -317,12 +317,13 @@ def _user_panels(viewer: Any, store: Any, p: Params, user: str) -> list[dict[str
         top = str(viewed["results"][0]["article"])
         return top, compute.also_read(store, recent, top, user)
 
+    # The recommendations first: each is four or five searches in turn, the longest wait.
     answers = compute.gather(store, {
+        "likes": lambda: compute.communities_for_you(store, recent, user),
+        "also": also_read,
         "viewed": lambda: compute.most_viewed(store, p, user=user),
         "mine": lambda: compute.user_articles(store, p, user),
-        "actions": lambda: compute.events_over_time(store, p, user=user),
-        "likes": lambda: compute.communities_for_you(store, recent, user),
-        "also": also_read})
+        "actions": lambda: compute.events_over_time(store, p, user=user)})
     viewed, mine = answers["viewed"], answers["mine"]
     by_state = mine["by_state"]
     mine_rows = _article_rows(viewer, mine["results"], ["state", "views", "viewers"])
