@@ -21,10 +21,11 @@ def running(request):
     return request.getfixturevalue(request.param)
 
 
-def document(moment: datetime, user: str, action: str = "article.view") -> dict:
+def document(moment: datetime, user: str, action: str = "article.view",
+             target: str = "1") -> dict:
     prepared = prepare(draft_for(action, {
         "eventtrail.community.slug": "c", "eventtrail.target.type": "article",
-        "eventtrail.target.id": "1", "user.id": user, "http.response.status_code": 200}))
+        "eventtrail.target.id": target, "user.id": user, "http.response.status_code": 200}))
     assert prepared is not None
     doc = json.loads(prepared[1])
     doc["@timestamp"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -37,7 +38,8 @@ def site(running, settings):
     now = datetime.now(UTC)
     rng = random.Random(7)
     docs = [document(now - timedelta(seconds=rng.randrange(10 * 86400)), f"u{rng.randrange(9)}",
-                     rng.choice(["article.view", "article.edit"])) for _ in range(600)]
+                     rng.choice(["article.view", "article.edit"]), str(rng.randrange(5)))
+            for _ in range(600)]
     running.load_stream(STREAM, docs, template="eventtrail-settledtest", priority=779)
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
                            "ELASTICSEARCH_HOSTS": [running.url], "DATA_STREAM": STREAM,
@@ -122,14 +124,14 @@ def test_what_is_kept_is_bounded(site, monkeypatch):
     now = bucket_start(datetime.now(UTC), unit, "UTC")
     for days in range(1, 8):
         store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
-    assert [w.start for _, _, _, w in store._kept] == [now - timedelta(days=d) for d in (5, 6, 7)]
+    assert [key[-1].start for key in store._kept] == [now - timedelta(days=d) for d in (5, 6, 7)]
     sizes = [len(answer) for _, answer in store._kept.values()]
     monkeypatch.setattr(elasticsearch, "KEPT_KEYS", sizes[-1] + sizes[-2])
     store.counts(Where(start=now - timedelta(days=7)), None, unit, "UTC")  # kept: no change
     store.counts(Where(start=now - timedelta(days=2)), None, unit, "UTC")
     held = [len(answer) for _, answer in store._kept.values()]
     assert len(held) >= 1 and sum(held) <= sizes[-1] + sizes[-2]
-    assert list(store._kept)[-1][3].start == now - timedelta(days=2)
+    assert list(store._kept)[-1][-1].start == now - timedelta(days=2)
 
 
 def test_users_are_the_first_in_key_order_however_many_are_asked(site, monkeypatch):
@@ -147,3 +149,36 @@ def test_users_are_the_first_in_key_order_however_many_are_asked(site, monkeypat
     monkeypatch.setattr(elasticsearch, "MAX_KEYS", 2)  # composite pages from here
     for limit in (3, 50):
         assert store.users(where, limit=limit) == everyone[:limit]
+
+
+def daily(docs, start, keys):
+    """Per target, per UTC day: (events, distinct users), in plain Python."""
+    events, users = Counter(), {}
+    for doc in docs:
+        moment = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+        target = doc["eventtrail"]["target"]["id"]
+        if moment < start or target not in keys:
+            continue
+        day = epoch_ms(bucket_start(moment, parse_interval("day"), "UTC"))
+        events[(target, day)] += 1
+        users.setdefault((target, day), set()).add(doc["user"]["id"])
+    out: dict = {}
+    for (target, day), n in events.items():
+        out.setdefault(target, {})[day] = (n, len(users[(target, day)]))
+    return out
+
+
+def test_daily_tallies_keep_their_settled_days(site):
+    """Trending's per-day tallies in parts too: from a moment inside a day, asked twice, then
+    after a late event, each time a scan's numbers."""
+    running, docs = site
+    store = get_store()
+    start = datetime.now(UTC) - timedelta(days=5, hours=7)
+    keys = ["0", "1", "2", "3", "9"]
+    where = Where(start=start)
+    for _ in range(2):
+        assert store.daily_tally(where, "eventtrail.target.id", keys) == daily(docs, start, keys)
+    late = document(start + timedelta(days=2), "late", target="2")
+    running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
+    assert store.daily_tally(where, "eventtrail.target.id", keys) == daily([*docs, late], start,
+                                                                           keys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ GRID_SLICES = 2
 # How long a period's count of distinct values (users) steers _grid's layout before it is asked
 # again, and how many such counts are kept.
 LAYOUT_SECONDS = 600
+UTC_DAY = Interval(seconds=86400)  # daily_tally's days: fixed_interval 1d, from the epoch
 LAYOUTS = 256
 # Series parts kept whole (see _series): at most this many, holding this many keys in all
 # (about 200 bytes each: 40 MB at most per process), the least recently used dropped first.
@@ -75,6 +76,11 @@ def _cuts(start: datetime, end: datetime, interval: Interval, tz: str,
         if cut > (cuts[-1] if cuts else start) and cut < end:
             cuts.append(cut)
     return cuts
+
+
+def _keys_in(answer: dict[Any, Any]) -> int:
+    """A kept answer's size: its keys, or its inner keys (a daily tally's days per key)."""
+    return sum(len(v) if isinstance(v, dict) else 1 for v in answer.values())
 
 
 def _es_value(f: Filter, value: Any) -> Any:
@@ -401,6 +407,15 @@ class ElasticsearchStore:
         if not keys:
             return {}
         wanted = list(dict.fromkeys(keys))
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for part in self._in_parts(where, UTC_DAY, "UTC", ("daily", field, tuple(wanted)),
+                                   lambda w: self._daily_asked(w, field, wanted)):
+            for key, days in part.items():
+                out.setdefault(key, {}).update(days)
+        return out
+
+    def _daily_asked(self, where: Where, field: str,
+                     wanted: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
         search = self._agg_search(where, self._only(registry.FIELDS[field].es, wanted))
         days = search.aggs.bucket("k", "terms", field=registry.FIELDS[field].es,
                                   include=wanted, size=len(wanted)).bucket(
@@ -597,26 +612,38 @@ class ElasticsearchStore:
 
     def _series(self, where: Where, interval: Interval, tz: str,
                 field: str | None) -> dict[tuple[str | None, int], int]:
-        """Events per (value of the engine ``field`` or None, bucket start in epoch ms).
+        """Events per (value of the engine ``field`` or None, bucket start in epoch ms), asked in
+        parts (``_in_parts``)."""
+        out: dict[tuple[str | None, int], int] = {}
+        for part in self._in_parts(where, interval, tz, ("series", field),
+                                   lambda w: self._series_asked(w, interval, tz, field)):
+            out.update(part)
+        return out
+
+    def _in_parts(self, where: Where, interval: Interval, tz: str, question: tuple[Any, ...],
+                  ask: Callable[[Where], dict[Any, Any]]) -> list[dict[Any, Any]]:
+        """``ask``'s answers over the parts of the period, each of whole buckets.
 
         A period that reaches now is mostly settled: its whole buckets before the current one
         change only when an event arrives late. Those are kept (``_settled``) and read again
         only when the events between their bounds are no longer as many; the current bucket
         (and a partial first one) are asked each time. On one index every new event drops
         the engine's own request cache, so a page polled after one asked its month again:
-        1M events, 60-170 ms per series. The parts hold whole buckets, so they add up."""
+        1M events, 60-170 ms per series. Answers keyed by bucket (a series, a daily tally)
+        hold whole buckets per part, so the parts add up."""
         span = self._settled_span(where, interval, tz)
         if span is None:
-            return self._series_asked(where, interval, tz, field)
+            return [ask(where)]
         first, cut = span
         assert where.start is not None
-        out: dict[tuple[str | None, int], int] = {}
+        parts = []
         if where.start < first:
-            out.update(self._series_asked(replace(where, end=first), interval, tz, field))
-        out.update(self._settled(replace(where, start=first, end=cut), interval, tz, field))
+            parts.append(ask(replace(where, end=first)))
+        parts.append(self._settled(replace(where, start=first, end=cut),
+                                   (*question, interval, tz), ask))
         if where.end is None or where.end > cut:
-            out.update(self._series_asked(replace(where, start=cut), interval, tz, field))
-        return out
+            parts.append(ask(replace(where, start=cut)))
+        return parts
 
     @staticmethod
     def _settled_span(where: Where, interval: Interval,
@@ -632,9 +659,9 @@ class ElasticsearchStore:
             first = next_start(first, interval, tz)
         return (first, cut) if first < cut else None
 
-    def _settled(self, where: Where, interval: Interval, tz: str,
-                 field: str | None) -> dict[tuple[str | None, int], int]:
-        """A settled part's series, kept while the events between its bounds (every event,
+    def _settled(self, where: Where, question: tuple[Any, ...],
+                 ask: Callable[[Where], dict[Any, Any]]) -> dict[Any, Any]:
+        """A settled part's answer, kept while the events between its bounds (every event,
         whatever the question, so any arrival or removal there shows) are as many as when it
         was asked. They are counted before it is asked: an event that lands meanwhile makes
         the next count differ, never a kept answer that misses it. Events are only ever added
@@ -643,19 +670,19 @@ class ElasticsearchStore:
         requests."""
         assert where.start is not None and where.end is not None
         events = self._events_between(where.start, where.end)
-        key = (field, interval, tz, where)
+        key = (*question, where)
         with self._kept_lock:
             kept = self._kept.get(key)
             if kept is not None and kept[0] == events:
                 self._kept.move_to_end(key)
                 return kept[1]
-        answer = self._series_asked(where, interval, tz, field)
+        answer = ask(where)
         with self._kept_lock:
             self._kept.pop(key, None)
             self._kept[key] = (events, answer)
-            held = sum(len(kept[1]) for kept in self._kept.values())
+            held = sum(_keys_in(kept[1]) for kept in self._kept.values())
             while self._kept and (len(self._kept) > KEPT_SERIES or held > KEPT_KEYS):
-                held -= len(self._kept.popitem(last=False)[1][1])
+                held -= _keys_in(self._kept.popitem(last=False)[1][1])
         return answer
 
     def _events_between(self, start: datetime, end: datetime) -> int:
