@@ -125,11 +125,11 @@ def test_what_is_kept_is_bounded(site, monkeypatch):
     for days in range(1, 8):
         store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
     assert [key[-1].start for key in store._kept] == [now - timedelta(days=d) for d in (5, 6, 7)]
-    sizes = [len(answer) for _, answer in store._kept.values()]
+    sizes = [len(answer) for _, answer, _ in store._kept.values()]
     monkeypatch.setattr(elasticsearch, "KEPT_KEYS", sizes[-1] + sizes[-2])
     store.counts(Where(start=now - timedelta(days=7)), None, unit, "UTC")  # kept: no change
     store.counts(Where(start=now - timedelta(days=2)), None, unit, "UTC")
-    held = [len(answer) for _, answer in store._kept.values()]
+    held = [len(answer) for _, answer, _ in store._kept.values()]
     assert len(held) >= 1 and sum(held) <= sizes[-1] + sizes[-2]
     assert list(store._kept)[-1][-1].start == now - timedelta(days=2)
 

@@ -46,8 +46,8 @@ GRID_SLICES = 2
 # How long a period's count of distinct values (users) steers _grid's layout before it is asked
 # again, and how many such counts are kept.
 LAYOUT_SECONDS = 600
-UTC_DAY = Interval(seconds=86400)  # daily_tally's days: fixed_interval 1d, from the epoch
 LAYOUTS = 256
+UTC_DAY = Interval(seconds=86400)  # daily_tally's days: fixed_interval 1d, from the epoch
 # Series parts kept whole (see _series): at most this many, holding this many keys in all
 # (about 200 bytes each: 40 MB at most per process), the least recently used dropped first.
 KEPT_SERIES = 64
@@ -160,8 +160,10 @@ class ElasticsearchStore:
     def __init__(self) -> None:
         # _grid's estimates: (field, question, span in hours) -> (distinct values, when asked)
         self._layouts: dict[tuple[Any, ...], tuple[int, float]] = {}
-        # _series' settled parts: (field, interval, tz, question) -> (events then, the answer)
-        self._kept: OrderedDict[tuple[Any, ...], tuple[int, dict[Any, int]]] = OrderedDict()
+        # _settled's parts: (*question, interval, tz, part's Where) -> (events then, the
+        # answer, its keys), least recently used first
+        self._kept: OrderedDict[tuple[Any, ...], tuple[int, dict[Any, Any], int]] = \
+            OrderedDict()
         self._kept_lock = threading.Lock()
 
     @cached_property
@@ -679,10 +681,10 @@ class ElasticsearchStore:
         answer = ask(where)
         with self._kept_lock:
             self._kept.pop(key, None)
-            self._kept[key] = (events, answer)
-            held = sum(_keys_in(kept[1]) for kept in self._kept.values())
+            self._kept[key] = (events, answer, _keys_in(answer))
+            held = sum(kept[2] for kept in self._kept.values())
             while self._kept and (len(self._kept) > KEPT_SERIES or held > KEPT_KEYS):
-                held -= _keys_in(self._kept.popitem(last=False)[1][1])
+                held -= self._kept.popitem(last=False)[1][2]
         return answer
 
     def _events_between(self, start: datetime, end: datetime) -> int:
