@@ -155,8 +155,8 @@ def _load_engine(path: Path, url: str, stream: str, until: str | None = None) ->
     The refresh comes after the merge: the merged segment is only searched once a refresh opens
     it, and an index that nothing searched for 30 s is "search idle" (it skips the scheduled
     refreshes), so without it the first request would open it itself (and build its global
-    ordinals) and time the loader's leftover as the site's first request. An engine that restarts opens (and warms) its segments while it
-    recovers, before its shards answer."""
+    ordinals) and time the loader's leftover as the site's first request. An engine that
+    restarts opens (and warms) its segments while it recovers, before its shards answer."""
     from eventtrail import schema
     from eventtrail.enrichment import enrich
 
