@@ -21,11 +21,15 @@ def running(request):
     return request.getfixturevalue(request.param)
 
 
-def document(moment: datetime, user: str, action: str = "article.view",
-             target: str = "1") -> dict:
-    prepared = prepare(draft_for(action, {
-        "eventtrail.community.slug": "c", "eventtrail.target.type": "article",
-        "eventtrail.target.id": target, "user.id": user, "http.response.status_code": 200}))
+def document(moment: datetime, user: str | None, action: str = "article.view",
+             target: str = "1", name: str | None = None) -> dict:
+    fields = {"eventtrail.community.slug": "c", "eventtrail.target.type": "article",
+              "eventtrail.target.id": target, "http.response.status_code": 200}
+    if user is not None:
+        fields["user.id"] = user
+    if name is not None:
+        fields["user.name"] = name
+    prepared = prepare(draft_for(action, fields))
     assert prepared is not None
     doc = json.loads(prepared[1])
     doc["@timestamp"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -37,9 +41,12 @@ def site(running, settings):
     """Ten days of events up to now, in a data stream of their own."""
     now = datetime.now(UTC)
     rng = random.Random(7)
-    docs = [document(now - timedelta(seconds=rng.randrange(10 * 86400)), f"u{rng.randrange(9)}",
-                     rng.choice(["article.view", "article.edit"]), str(rng.randrange(5)))
-            for _ in range(600)]
+    docs = []
+    for _ in range(600):
+        user = rng.choice([f"u{rng.randrange(9)}"] * 5 + [None])  # a sixth anonymous
+        docs.append(document(now - timedelta(seconds=rng.randrange(10 * 86400)), user,
+                             rng.choice(["article.view", "article.edit"]), str(rng.randrange(5)),
+                             name=f"{user}-{rng.choice('ab')}" if user else None))
     running.load_stream(STREAM, docs, template="eventtrail-settledtest", priority=779)
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, "STORE": "elasticsearch",
                            "ELASTICSEARCH_HOSTS": [running.url], "DATA_STREAM": STREAM,
@@ -60,7 +67,8 @@ def expected(docs, start, interval, tz):
             continue
         bucket = epoch_ms(bucket_start(moment, interval, tz))
         events[(doc["event"]["action"], bucket)] += 1
-        pairs.add((doc["user"]["id"], bucket))
+        if "user" in doc:
+            pairs.add((doc["user"]["id"], bucket))
     return dict(events), pairs
 
 
@@ -141,8 +149,8 @@ def test_users_are_the_first_in_key_order_however_many_are_asked(site, monkeypat
     store = get_store()
     start = datetime.now(UTC) - timedelta(days=4)
     where = Where(start=start)
-    everyone = sorted({d["user"]["id"] for d in docs
-                       if datetime.fromisoformat(d["@timestamp"].replace("Z", "+00:00")) >= start})
+    everyone = sorted({d["user"]["id"] for d in docs if "user" in d
+                       and datetime.fromisoformat(d["@timestamp"].replace("Z", "+00:00")) >= start})
     assert len(everyone) > 3
     for limit in (0, 1, 3, len(everyone), 50):
         assert store.users(where, limit=limit) == everyone[:limit]
@@ -161,7 +169,7 @@ def daily(docs, start, keys):
             continue
         day = epoch_ms(bucket_start(moment, parse_interval("day"), "UTC"))
         events[(target, day)] += 1
-        users.setdefault((target, day), set()).add(doc["user"]["id"])
+        users.setdefault((target, day), set()).update([doc["user"]["id"]] if "user" in doc else [])
     out: dict = {}
     for (target, day), n in events.items():
         out.setdefault(target, {})[day] = (n, len(users[(target, day)]))
@@ -182,3 +190,79 @@ def test_daily_tallies_keep_their_settled_days(site):
     running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
     assert store.daily_tally(where, "eventtrail.target.id", keys) == daily([*docs, late], start,
                                                                            keys)
+
+
+def moment_of(doc):
+    return datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+
+
+def tallied(docs, start):
+    """Per target from ``start``: (key, events, distinct users), most events first, in plain
+    Python; and per user (user, greatest name, events)."""
+    events, users, acts, names = Counter(), {}, Counter(), {}
+    for doc in docs:
+        if moment_of(doc) < start:
+            continue
+        target = doc["eventtrail"]["target"]["id"]
+        events[target] += 1
+        users.setdefault(target, set())
+        if "user" in doc:
+            user = doc["user"]["id"]
+            users[target].add(user)
+            acts[user] += 1
+            names[user] = max(names.get(user, ""), doc["user"]["name"])
+    targets = sorted(events, key=lambda k: (-events[k], k))
+    members = sorted(acts, key=lambda u: (-acts[u], u))
+    return ([(k, events[k], len(users[k])) for k in targets],
+            [(u, names[u], acts[u]) for u in members])
+
+
+def test_tallies_and_top_members_keep_their_settled_days(site):
+    """Month-long tallies (most viewed with distinct readers, top members with their names)
+    kept by UTC day when the period holds at least PARTS_FROM_DAYS settled days: from a day's
+    start or inside a day, asked twice, then after a late event, each time a scan's numbers;
+    a shorter period is asked whole and gives them too."""
+    running, docs = site
+    store = get_store()
+    now = datetime.now(UTC)
+    today = bucket_start(now, parse_interval("day"), "UTC")
+    late = document(today - timedelta(days=4, hours=-3), "u8", target="4", name="u8-z")
+    starts = [today - timedelta(days=8), now - timedelta(days=9, hours=5),
+              now - timedelta(days=3)]
+    for added in ([], [late]):
+        if added:
+            running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
+        for start in starts:
+            targets, members = tallied([*docs, *added], start)
+            where = Where(start=start)
+            for _ in range(2):
+                found = store.tally(where, "eventtrail.target.id", size=3)
+                assert [(t.key, t.events, t.users) for t in found] == targets[:3], start
+                assert store.top_users(where, 4) == members[:4], start
+    questions = {key[0] for key in store._kept}
+    assert {"tally", "members"} <= questions
+
+
+def test_a_tally_too_large_to_keep_is_asked_whole(site, monkeypatch):
+    """Past PAIR_PAGES pages of pairs (or MAX_KEYS members) a part is not kept: the period is
+    asked whole, the same numbers, and not tried in parts again for a while."""
+    _, docs = site
+    monkeypatch.setattr(elasticsearch, "PAGE", 4)
+    monkeypatch.setattr(elasticsearch, "PAIR_PAGES", 2)
+    monkeypatch.setattr(elasticsearch, "MAX_KEYS", 3)
+    store = get_store()
+    start = bucket_start(datetime.now(UTC), parse_interval("day"), "UTC") - timedelta(days=9)
+    targets, members = tallied(docs, start)
+    pairs = elasticsearch.ElasticsearchStore._pairs
+    tried = []
+
+    def spy(self, *args):
+        tried.append(args)
+        return pairs(self, *args)
+
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_pairs", spy)
+    for _ in range(2):
+        found = store.tally(Where(start=start), "eventtrail.target.id", size=5)
+        assert [(t.key, t.events, t.users) for t in found] == targets[:5]
+        assert store.top_users(Where(start=start), 2) == members[:2]
+    assert len(tried) == 1 and not store._kept
