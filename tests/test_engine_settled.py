@@ -266,3 +266,48 @@ def test_a_tally_too_large_to_keep_is_asked_whole(site, monkeypatch):
         assert [(t.key, t.events, t.users) for t in found] == targets[:5]
         assert store.top_users(Where(start=start), 2) == members[:2]
     assert len(tried) == 1 and not store._kept
+
+
+def test_what_else_is_kept_gives_a_scan_s_numbers(site):
+    """Reading depth's split tally, users in key order and their count (30 settled days or
+    all of retention), the events before a period (new versus returning) and a poll's
+    freshness: each asked twice, then again after a late event, each time a scan's numbers."""
+    running, docs = site
+    store = get_store()
+    now = datetime.now(UTC)
+    today = bucket_start(now, parse_interval("day"), "UTC")
+    late = [document(today - timedelta(days=5, hours=-2), "u9", action="article.edit",
+                     target="3", name="u9-a"),
+            document(today - timedelta(days=11), "u0", target="7", name="u0-a")]  # earliest
+    for added in ([], late):
+        for doc in added:
+            running.client.index(index=STREAM, document=doc, op_type="create", refresh=True)
+        every = [*docs, *added]
+        for start in (today - timedelta(days=8), now - timedelta(days=9, hours=3), None):
+            where = Where(start=start)
+            chosen = [d for d in every if start is None or moment_of(d) >= start]
+            split = {}
+            for d in chosen:
+                key = d["eventtrail"]["target"]["id"]
+                if key in ("1", "3", "7"):
+                    by = split.setdefault(key, {})
+                    by[d["event"]["action"]] = by.get(d["event"]["action"], 0) + 1
+            everyone = sorted({d["user"]["id"] for d in chosen if "user" in d})
+            for _ in range(2):
+                assert store.split_tally(where, "eventtrail.target.id", ["1", "3", "7"],
+                                         "event.action", ["article.view", "article.edit"]) \
+                    == split, start
+                assert store.users(where, limit=4) == everyone[:4], start
+                assert store.count_users(where) == len(everyone), start
+                assert store.freshness(where) == (
+                    len(chosen), max(moment_of(d) for d in chosen)), start
+        before = Where(end=today - timedelta(days=2))
+        first = {}
+        for d in every:
+            if "user" in d and moment_of(d) < before.end:
+                first[d["user"]["id"]] = min(first.get(d["user"]["id"], moment_of(d)),
+                                             moment_of(d))
+        for _ in range(2):
+            assert store.first_seen(before, sorted(first)) == first
+    kept = {key[0] for key in store._kept}
+    assert {"split", "users", "everyone", "freshness", "first"} <= kept
