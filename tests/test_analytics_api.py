@@ -184,7 +184,7 @@ def test_series_from_one_aggregation_or_composite_pages_alike(store, events, mon
     from eventtrail.stores import elasticsearch
 
     daily = data.active_users(events, START, UNTIL, None)
-    monkeypatch.setattr(elasticsearch, "KEPT_SERIES", 0)  # each series asked, none kept
+    monkeypatch.setattr(elasticsearch, "KEPT_ANSWERS", 0)  # each series asked, none kept
     if room != "short":  # these two weeks by day as a long series, in thirds (not midnights)
         monkeypatch.setattr(elasticsearch, "SHORT_SERIES", 0)
         monkeypatch.setattr(elasticsearch, "GRID_SLICES", 3)
@@ -240,7 +240,7 @@ def test_a_stale_count_of_values_costs_time_never_numbers(store, events, monkeyp
     from eventtrail.stores import elasticsearch, get_store
 
     daily = data.active_users(events, START, UNTIL, None)
-    monkeypatch.setattr(elasticsearch, "KEPT_SERIES", 0)  # each series asked, none kept
+    monkeypatch.setattr(elasticsearch, "KEPT_ANSWERS", 0)  # each series asked, none kept
     monkeypatch.setattr(elasticsearch, "SHORT_SERIES", 0)
     monkeypatch.setattr(elasticsearch, "GRID_BUCKETS", max(daily) * (len(DAYS) + 2))
     dropped = []

@@ -125,8 +125,8 @@ def test_a_late_event_reaches_the_kept_buckets(site, monkeypatch):
 
 
 def test_what_is_kept_is_bounded(site, monkeypatch):
-    """At most KEPT_SERIES answers, KEPT_KEYS keys in all, the least recently used dropped."""
-    monkeypatch.setattr(elasticsearch, "KEPT_SERIES", 3)
+    """At most KEPT_ANSWERS answers, KEPT_KEYS keys in all, the least recently used dropped."""
+    monkeypatch.setattr(elasticsearch, "KEPT_ANSWERS", 3)
     store = get_store()
     unit = parse_interval("hour")
     now = bucket_start(datetime.now(UTC), unit, "UTC")

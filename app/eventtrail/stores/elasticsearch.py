@@ -48,9 +48,11 @@ GRID_SLICES = 2
 LAYOUT_SECONDS = 600
 LAYOUTS = 256
 UTC_DAY = Interval(seconds=86400)  # daily_tally's days: fixed_interval 1d, from the epoch
-# Series parts kept whole (see _series): at most this many, holding this many keys in all
-# (about 200 bytes each: 40 MB at most per process), the least recently used dropped first.
-KEPT_SERIES = 64
+# Settled parts kept (see _settled: series, tallies, a poll's freshness...): at most this many
+# answers, holding this many keys in all (about 200 bytes each: 40 MB at most per process),
+# the least recently used dropped first. Many answers are small (one user's page holds a few
+# dozen keys), so the count is generous: it must not push out a site page's month.
+KEPT_ANSWERS = 1000
 KEPT_KEYS = 200_000
 # Pages of (key, user) pairs a part of a tally may hold (see tally): past them, asked whole.
 PAIR_PAGES = 10
@@ -788,7 +790,7 @@ class ElasticsearchStore:
             self._kept.pop(key, None)
             self._kept[key] = (events, answer, _keys_in(answer))
             held = sum(kept[2] for kept in self._kept.values())
-            while self._kept and (len(self._kept) > KEPT_SERIES or held > KEPT_KEYS):
+            while self._kept and (len(self._kept) > KEPT_ANSWERS or held > KEPT_KEYS):
                 held -= self._kept.popitem(last=False)[1][2]
         return answer
 
