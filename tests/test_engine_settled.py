@@ -6,10 +6,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from eventtrail.analytics import compute
 from eventtrail.build import prepare
 from eventtrail.capture import draft_for
 from eventtrail.stores import elasticsearch, get_store
-from eventtrail.stores.base import bucket_start, epoch_ms
+from eventtrail.stores.base import answering, bucket_start, epoch_ms
 from eventtrail.stores.query import Where, parse_interval
 
 STREAM = "logs-eventtrail-settledtest"
@@ -311,3 +312,48 @@ def test_what_else_is_kept_gives_a_scan_s_numbers(site):
             assert store.first_seen(before, sorted(first)) == first
     kept = {key[0] for key in store._kept}
     assert {"split", "users", "everyone", "freshness", "first"} <= kept
+
+
+def test_one_request_s_questions_share_their_counts(site, monkeypatch):
+    """Inside one answer (``answering``) the settled events of the same bounds are counted once,
+    whichever thread asks; the next answer counts again and sees a late event."""
+    running, docs = site
+    store = get_store()
+    unit = parse_interval("day")
+    today = bucket_start(datetime.now(UTC), unit, "UTC")
+    where = Where(start=today - timedelta(days=8))
+    counted = []
+    count = elasticsearch.ElasticsearchStore._count_between
+
+    def spy(self, start, end):
+        counted.append((start, end))
+        return count(self, start, end)
+
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_count_between", spy)
+
+    def ask():
+        questions = {"events": lambda: store.counts(where, "event.action", unit, "UTC"),
+                     "pairs": lambda: store.active_pairs(where, unit, "UTC"),
+                     "members": lambda: store.top_users(where, 3),
+                     "tally": lambda: store.tally(where, "eventtrail.target.id", size=3)}
+        return compute.gather(store, questions)  # at once, as a page's panels
+
+    for _ in range(2):  # the parts built (a tally is asked whole the first time)
+        ask()
+    counted.clear()
+    ask()
+    assert len(counted) == 4 and len(set(counted)) == 1  # each question its own count
+    counted.clear()
+    with answering():
+        before = ask()
+    assert counted == [(where.start, today)]
+    late = document(today - timedelta(days=3), "u7", action="article.edit", name="u7-z")
+    running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
+    counted.clear()
+    with answering():
+        after = ask()
+    assert counted == [(where.start, today)]
+    assert after["events"] == expected([*docs, late], where.start, unit, "UTC")[0]
+    assert after["events"] != before["events"]
+    targets, members = tallied([*docs, late], where.start)
+    assert after["members"] == members[:3]

@@ -14,6 +14,7 @@ from eventtrail.analytics import access, compute
 from eventtrail.analytics.params import Params, parse
 from eventtrail.api.views import StoreView
 from eventtrail.stores import Store
+from eventtrail.stores.base import answering
 from eventtrail.stores.query import QueryError
 
 PERIOD = frozenset({"from", "to"})
@@ -89,7 +90,8 @@ class AnalyticsView(StoreView, metaclass=ABCMeta):
     def get(self, request: Request) -> Response:
         p = parse(request.query_params, set(self.params), default_from=self.default_from,
                   default_interval=self.default_interval, default_days=self.default_days)
-        return Response(self.compute(self.store(), request, p))
+        with answering():
+            return Response(self.compute(self.store(), request, p))
 
     @abstractmethod
     def compute(self, store: Store, request: Request, p: Params) -> dict[str, Any]:

@@ -5,6 +5,7 @@ scores, lifts and splits are computed here once, so every store gives the same n
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -104,7 +105,9 @@ def gather(store: Store, questions: dict[str, Callable[[], Any]], *,
         return ask()
 
     with ThreadPoolExecutor(max_workers=min(THREADS, len(questions))) as pool:
-        futures = {name: pool.submit(asked, ask) for name, ask in questions.items()}
+        # Each in a copy of the asking thread's context: its answer's moment (``answering``).
+        futures = {name: pool.submit(contextvars.copy_context().run, asked, ask)
+                   for name, ask in questions.items()}
         return {name: future.result() for name, future in futures.items()}
 
 

@@ -26,6 +26,7 @@ from eventtrail.analytics import access, compute
 from eventtrail.analytics.params import Params, parse, period
 from eventtrail.conf import get_config, resolved
 from eventtrail.stores import StoreUnavailable, get_store
+from eventtrail.stores.base import answering
 from eventtrail.stores.query import QueryError
 
 PERIODS = {"7d": "day", "30d": "day", "90d": "week", "365d": "month", "all": "month"}
@@ -254,23 +255,24 @@ def _serve(request: HttpRequest, kind: str, subject: str | None, title: str,
     """The page (``as_json`` False) or its JSON, 304 when the client's ETag still holds."""
     as_json = request.path.endswith("data.json")
     try:
-        label, p = _params(request)
-        freshness = fresh(p)
-        etag = _etag(request.user, kind, subject, label, freshness)
-        if as_json and request.headers.get("If-None-Match") == etag:
-            response: HttpResponseBase = HttpResponse(status=304)
-        else:
-            payload = _payload(kind, subject, label, p, lambda: build(p), freshness)
-            if as_json:
-                response = JsonResponse(payload)
+        with answering():  # one request's answer: see AS_OF
+            label, p = _params(request)
+            freshness = fresh(p)
+            etag = _etag(request.user, kind, subject, label, freshness)
+            if as_json and request.headers.get("If-None-Match") == etag:
+                response: HttpResponseBase = HttpResponse(status=304)
             else:
-                config = get_config()
-                response = render(request, "eventtrail/analytics/page.html", {
-                    "base_template": config["ANALYTICS_BASE_TEMPLATE"], "title": title,
-                    "payload": payload, "periods": list(PERIODS), "data_url": data_url,
-                    "poll_ms": int(config["ANALYTICS_POLL_SECONDS"] * 1000), "etag": etag,
-                    "links": links_for(request.user),
-                })
+                payload = _payload(kind, subject, label, p, lambda: build(p), freshness)
+                if as_json:
+                    response = JsonResponse(payload)
+                else:
+                    config = get_config()
+                    response = render(request, "eventtrail/analytics/page.html", {
+                        "base_template": config["ANALYTICS_BASE_TEMPLATE"], "title": title,
+                        "payload": payload, "periods": list(PERIODS), "data_url": data_url,
+                        "poll_ms": int(config["ANALYTICS_POLL_SECONDS"] * 1000), "etag": etag,
+                        "links": links_for(request.user),
+                    })
     except QueryError as exc:
         if not as_json:
             return HttpResponse(f"{exc.param}: {exc.message}", status=400,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -17,6 +20,21 @@ MAX_HISTOGRAM_BUCKETS = 10_000
 # The shortest length of each calendar unit, so the bucket estimate never falls short.
 _CALENDAR_SECONDS = {"hour": 3600, "day": 82800, "week": 601200, "month": 28 * 86400 - 3600}
 
+
+# When the answer being built (a page, an endpoint) began, while it is built (``answering``): a
+# store may let its questions share what it read after that moment (the search engine's counts
+# of settled events), each answer then exact as of a moment after the request began.
+AS_OF: ContextVar[float | None] = ContextVar("eventtrail_as_of", default=None)
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """Marks the answer built inside as one request's (``AS_OF``)."""
+    token = AS_OF.set(time.monotonic())
+    try:
+        yield
+    finally:
+        AS_OF.reset(token)
 
 class StoreUnavailable(RuntimeError):
     """The store cannot answer now (down, unreachable, misconfigured); the API says 503."""

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
@@ -19,6 +19,7 @@ from eventtrail.conf import get_config
 from eventtrail.stores import fields as registry
 from eventtrail.stores import query as api_query
 from eventtrail.stores.base import (
+    AS_OF,
     Buckets,
     Page,
     StoreUnavailable,
@@ -178,6 +179,8 @@ class ElasticsearchStore:
         self._kept: OrderedDict[tuple[Any, ...], tuple[int, dict[Any, Any], int]] = \
             OrderedDict()
         self._kept_lock = threading.Lock()
+        # _events_between's counts: (start, end) -> (when asked, the count)
+        self._counts: dict[tuple[datetime | None, datetime], tuple[float, Future[int]]] = {}
 
     @cached_property
     def client(self) -> Elasticsearch:
@@ -805,8 +808,32 @@ class ElasticsearchStore:
         return answer
 
     def _events_between(self, start: datetime | None, end: datetime) -> int:
-        """Every event from ``start`` (or the first) to ``end`` (bots too): the index counts
-        them (the points of the timestamp), a few milliseconds."""
+        """Every event from ``start`` (or the first) to ``end`` (bots too). Within one
+        request's answer (``AS_OF``) a count asked after the request began serves every
+        question of the same bounds, also one asked meanwhile from another thread: the site
+        page's panels checked the same month eight to twelve times."""
+        since = AS_OF.get()
+        if since is None:
+            return self._count_between(start, end)
+        key = (start, end)
+        with self._kept_lock:
+            known = self._counts.get(key)
+            mine = known is None or known[0] < since
+            if mine:
+                if len(self._counts) >= LAYOUTS:
+                    self._counts.clear()
+                known = self._counts[key] = (time.monotonic(), Future())
+        assert known is not None
+        if mine:
+            try:
+                known[1].set_result(self._count_between(start, end))
+            except BaseException as exc:
+                known[1].set_exception(exc)
+                raise
+        return int(known[1].result())
+
+    def _count_between(self, start: datetime | None, end: datetime) -> int:
+        """The index counts them (the points of the timestamp), a few milliseconds."""
         bounds = {"lt": end.isoformat(), "format": "strict_date_optional_time"}
         if start is not None:
             bounds["gte"] = start.isoformat()
