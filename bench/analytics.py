@@ -179,16 +179,16 @@ def _load_engine(path: Path, url: str, stream: str, until: str | None = None) ->
 
     began = time.monotonic()
     if until is None:
-        helpers.bulk(client, actions(path), chunk_size=5000, request_timeout=120)
+        helpers.bulk(client.options(request_timeout=120), actions(path), chunk_size=5000)
     else:
         weeks = _weeks(path, until)
         for i, week in enumerate(weeks):
-            helpers.bulk(client, actions(week), chunk_size=5000, request_timeout=120)
+            helpers.bulk(client.options(request_timeout=120), actions(week), chunk_size=5000)
             week.unlink()
             if i < len(weeks) - 1:
                 client.indices.rollover(alias=stream)
     client.indices.refresh(index=stream)
-    client.indices.forcemerge(index=stream, max_num_segments=1, request_timeout=600)
+    client.options(request_timeout=600).indices.forcemerge(index=stream, max_num_segments=1)
     client.indices.refresh(index=stream)
     return time.monotonic() - began
 
