@@ -59,6 +59,20 @@ def site(running, settings):
         running.client.options(ignore_status=404).indices.delete(index=STREAM)
 
 
+def spied(monkeypatch, name):
+    """The arguments (after the store) of every call of ``ElasticsearchStore.<name>``, which
+    still runs."""
+    calls = []
+    real = getattr(elasticsearch.ElasticsearchStore, name)
+
+    def spy(self, *args):
+        calls.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(elasticsearch.ElasticsearchStore, name, spy)
+    return calls
+
+
 def expected(docs, start, interval, tz):
     """Per (action, bucket start) and per (user, bucket start): plain Python."""
     events, pairs = Counter(), set()
@@ -100,27 +114,24 @@ def test_a_late_event_reaches_the_kept_buckets(site, monkeypatch):
     unit = parse_interval("day")
     today = bucket_start(datetime.now(UTC), unit, "UTC")
     where = Where(start=today - timedelta(days=6))
-    asked = []
-    ask = elasticsearch.ElasticsearchStore._series_asked
+    calls = spied(monkeypatch, "_series_asked")
 
-    def spy(self, w, *args):
-        asked.append((w.start, w.end))
-        return ask(self, w, *args)
+    def asked():
+        return [(w.start, w.end) for w, *_ in calls]
 
-    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_series_asked", spy)
     events, pairs = expected(docs, where.start, unit, "UTC")
     assert store.active_pairs(where, unit, "UTC") == pairs
-    assert asked == [(where.start, today), (today, None)]
-    asked.clear()
+    assert asked() == [(where.start, today), (today, None)]
+    calls.clear()
     assert store.active_pairs(where, unit, "UTC") == pairs
-    assert asked == [(today, None)]  # the six settled days were kept
+    assert asked() == [(today, None)]  # the six settled days were kept
     # One arrives now, stamped three days ago (delivered late, after an outage).
     late = document(today - timedelta(days=3) + timedelta(hours=5), "late")
     running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
-    asked.clear()
+    calls.clear()
     assert store.active_pairs(where, unit, "UTC") == pairs | {
         ("late", epoch_ms(today - timedelta(days=3)))}
-    assert asked == [(where.start, today), (today, None)]
+    assert asked() == [(where.start, today), (today, None)]
     assert store.counts(where, "event.action", unit, "UTC") == expected(
         [*docs, late], where.start, unit, "UTC")[0]
 
@@ -254,14 +265,7 @@ def test_a_tally_too_large_to_keep_is_asked_whole(site, monkeypatch):
     store = get_store()
     start = bucket_start(datetime.now(UTC), parse_interval("day"), "UTC") - timedelta(days=9)
     targets, members = tallied(docs, start)
-    pairs = elasticsearch.ElasticsearchStore._pairs
-    tried = []
-
-    def spy(self, *args):
-        tried.append(args)
-        return pairs(self, *args)
-
-    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_pairs", spy)
+    tried = spied(monkeypatch, "_pairs")
     for _ in range(2):
         found = store.tally(Where(start=start), "eventtrail.target.id", size=5)
         assert [(t.key, t.events, t.users) for t in found] == targets[:5]
@@ -322,14 +326,7 @@ def test_one_request_s_questions_share_their_counts(site, monkeypatch):
     unit = parse_interval("day")
     today = bucket_start(datetime.now(UTC), unit, "UTC")
     where = Where(start=today - timedelta(days=8))
-    counted = []
-    count = elasticsearch.ElasticsearchStore._count_between
-
-    def spy(self, start, end):
-        counted.append((start, end))
-        return count(self, start, end)
-
-    monkeypatch.setattr(elasticsearch.ElasticsearchStore, "_count_between", spy)
+    counted = spied(monkeypatch, "_count_between")
 
     def ask():
         questions = {"events": lambda: store.counts(where, "event.action", unit, "UTC"),
