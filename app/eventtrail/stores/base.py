@@ -36,6 +36,7 @@ def answering() -> Iterator[None]:
     finally:
         AS_OF.reset(token)
 
+
 class StoreUnavailable(RuntimeError):
     """The store cannot answer now (down, unreachable, misconfigured); the API says 503."""
 

@@ -96,6 +96,12 @@ def _keys_in(answer: dict[Any, Any]) -> int:
     return sum(len(v) if isinstance(v, dict) else 1 for v in answer.values())
 
 
+def _kept_key(question: tuple[Any, ...], part: Where) -> tuple[Any, ...]:
+    """Where ``_settled`` keeps a part's answer: the question (with its interval and zone),
+    then the part."""
+    return (*question, part)
+
+
 def _es_value(f: Filter, value: Any) -> Any:
     if registry.FIELDS[f.field].kind == "date":
         return value.isoformat()
@@ -449,7 +455,8 @@ class ElasticsearchStore:
         # Asked whole the first time: one search, where the parts are three or four and their
         # settled part a heavier one (every pair), which only pays when asked again (a page's
         # first request after start, on an engine still compiling its search code).
-        settled = (*question, UTC_DAY, "UTC", replace(where, start=span[0], end=span[1]))
+        settled = _kept_key((*question, UTC_DAY, "UTC"),
+                            replace(where, start=span[0], end=span[1]))
         with self._kept_lock:
             kept = settled in self._kept
         if not kept and self._recall(("asked", *settled)) is None:
@@ -792,7 +799,7 @@ class ElasticsearchStore:
         requests."""
         assert where.end is not None
         events = self._events_between(where.start, where.end)
-        key = (*question, where)
+        key = _kept_key(question, where)
         with self._kept_lock:
             kept = self._kept.get(key)
             if kept is not None and kept[0] == events:
@@ -843,9 +850,10 @@ class ElasticsearchStore:
         return int(response.hits.total.value) if response is not None else 0
 
     def _series_asked(self, where: Where, interval: Interval, tz: str,
-                field: str | None) -> dict[tuple[str | None, int], int]:
-        """``_series`` asked of the engine, whole. A series of at most ``SHORT_SERIES`` buckets (a page's 30 days) asks for one composite
-        page first: one request, as a cold engine's first page needs, when it holds them all.
+                      field: str | None) -> dict[tuple[str | None, int], int]:
+        """``_series`` asked of the engine, whole. A series of at most ``SHORT_SERIES`` buckets
+        (a page's 30 days) asks for one composite page first: one request, as a cold engine's
+        first page needs, when it holds them all.
         A longer one, or one that did not fit, is one request sized first (``_grid``), and
         composite pages when that does not hold them all either."""
         sources = [{"t": self._time_source(interval, tz)}]
@@ -910,8 +918,8 @@ class ElasticsearchStore:
         for part in parts:
             for user, (n, name) in part.items():
                 events[user] = events.get(user, 0) + n
-                known = names.get(user)
-                names[user] = name if known is None else known if name is None else max(known, name)
+                names[user] = max((n for n in (names.get(user), name) if n is not None),
+                                  default=None)
         ranked = sorted(events, key=lambda u: (-events[u], u))[:size]
         return [(user, names[user], events[user]) for user in ranked]
 
@@ -937,14 +945,8 @@ class ElasticsearchStore:
 
     def freshness(self, where: Where) -> tuple[int, datetime | None]:
         # Every poll asks this first (its ETag): the days before today are kept as they are
-        # (``_settled``), today asked; 26-30 ms whole after each new event at 1M events.
-        today = bucket_start(datetime.now(UTC), UTC_DAY, "UTC")
-        if (where.start is None or where.start < today) and (where.end is None
-                                                             or where.end > today):
-            found = [self._settled(replace(where, end=today), ("freshness",), self._freshness),
-                     self._freshness(replace(where, start=today))]
-        else:
-            found = [self._freshness(where)]
+        # (``_in_parts``), today asked; 26-30 ms whole after each new event at 1M events.
+        found = self._in_parts(where, UTC_DAY, "UTC", ("freshness",), self._freshness)
         newest = max((f["newest"] for f in found if "newest" in f), default=None)
         return (sum(f["count"] for f in found),
                 datetime.fromtimestamp(newest / 1000, UTC) if newest is not None else None)
