@@ -1,9 +1,11 @@
 """ASGI entry point."""
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
 
+from config.serving import ready_to_serve
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
-gc.freeze()  # start-up's objects out of every full collection, as in config/wsgi.py
+
+ready_to_serve()
