@@ -89,7 +89,8 @@ def expected(docs, start, interval, tz):
 
 def test_kept_buckets_give_the_whole_period_s_numbers(site):
     """Random windows (from a bucket start or not), intervals and zones across the settled and
-    current buckets: asked twice (the second from what was kept), the numbers of a scan."""
+    current buckets: asked three times (whole, in parts, from what was kept), the numbers of a
+    scan."""
     _, docs = site
     store = get_store()
     rng = random.Random(11)
@@ -103,7 +104,7 @@ def test_kept_buckets_give_the_whole_period_s_numbers(site):
                 start = bucket_start(start, unit, tz)
             where = Where(start=start)
             events, pairs = expected(docs, start, unit, tz)
-            for _ in range(2):
+            for _ in range(3):
                 assert store.counts(where, "event.action", unit, tz) == events, (interval, tz)
                 assert store.active_pairs(where, unit, tz) == pairs, (interval, tz)
 
@@ -120,6 +121,9 @@ def test_a_late_event_reaches_the_kept_buckets(site, monkeypatch):
         return [(w.start, w.end) for w, *_ in calls]
 
     events, pairs = expected(docs, where.start, unit, "UTC")
+    assert store.active_pairs(where, unit, "UTC") == pairs
+    assert asked() == [(where.start, None)]  # the first time whole
+    calls.clear()
     assert store.active_pairs(where, unit, "UTC") == pairs
     assert asked() == [(where.start, today), (today, None)]
     calls.clear()
@@ -143,12 +147,13 @@ def test_what_is_kept_is_bounded(site, monkeypatch):
     unit = parse_interval("hour")
     now = bucket_start(datetime.now(UTC), unit, "UTC")
     for days in range(1, 8):
-        store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
+        for _ in range(2):  # kept from the second time
+            store.counts(Where(start=now - timedelta(days=days)), None, unit, "UTC")
     assert [key[-1].start for key in store._kept] == [now - timedelta(days=d) for d in (5, 6, 7)]
     sizes = [len(answer) for _, answer, _ in store._kept.values()]
     monkeypatch.setattr(elasticsearch, "KEPT_KEYS", sizes[-1] + sizes[-2])
     store.counts(Where(start=now - timedelta(days=7)), None, unit, "UTC")  # kept: no change
-    store.counts(Where(start=now - timedelta(days=2)), None, unit, "UTC")
+    store.counts(Where(start=now - timedelta(days=2)), None, unit, "UTC")  # asked before
     held = [len(answer) for _, answer, _ in store._kept.values()]
     assert len(held) >= 1 and sum(held) <= sizes[-1] + sizes[-2]
     assert list(store._kept)[-1][-1].start == now - timedelta(days=2)
@@ -189,14 +194,14 @@ def daily(docs, start, keys):
 
 
 def test_daily_tallies_keep_their_settled_days(site):
-    """Trending's per-day tallies in parts too: from a moment inside a day, asked twice, then
+    """Trending's per-day tallies in parts too: from a moment inside a day, asked three times, then
     after a late event, each time a scan's numbers."""
     running, docs = site
     store = get_store()
     start = datetime.now(UTC) - timedelta(days=5, hours=7)
     keys = ["0", "1", "2", "3", "9"]
     where = Where(start=start)
-    for _ in range(2):
+    for _ in range(3):
         assert store.daily_tally(where, "eventtrail.target.id", keys) == daily(docs, start, keys)
     late = document(start + timedelta(days=2), "late", target="2")
     running.client.index(index=STREAM, document=late, op_type="create", refresh=True)
@@ -232,7 +237,7 @@ def tallied(docs, start):
 def test_tallies_and_top_members_keep_their_settled_days(site):
     """Month-long tallies (most viewed with distinct readers, top members with their names)
     kept by UTC day when the period holds at least PARTS_FROM_DAYS settled days: from a day's
-    start or inside a day, asked twice, then after a late event, each time a scan's numbers;
+    start or inside a day, asked three times, then after a late event, each time a scan's numbers;
     a shorter period is asked whole and gives them too."""
     running, docs = site
     store = get_store()
@@ -247,7 +252,7 @@ def test_tallies_and_top_members_keep_their_settled_days(site):
         for start in starts:
             targets, members = tallied([*docs, *added], start)
             where = Where(start=start)
-            for _ in range(2):
+            for _ in range(3):
                 found = store.tally(where, "eventtrail.target.id", size=3)
                 assert [(t.key, t.events, t.users) for t in found] == targets[:3], start
                 assert store.top_users(where, 4) == members[:4], start
@@ -276,7 +281,8 @@ def test_a_tally_too_large_to_keep_is_asked_whole(site, monkeypatch):
 def test_what_else_is_kept_gives_a_scan_s_numbers(site):
     """Reading depth's split tally, users in key order and their count (30 settled days or
     all of retention), the events before a period (new versus returning) and a poll's
-    freshness: each asked twice, then again after a late event, each time a scan's numbers."""
+    freshness: each asked three times (whole, in parts, from what was kept), then again after a
+    late event, each time a scan's numbers."""
     running, docs = site
     store = get_store()
     now = datetime.now(UTC)
@@ -298,7 +304,7 @@ def test_what_else_is_kept_gives_a_scan_s_numbers(site):
                     by = split.setdefault(key, {})
                     by[d["event"]["action"]] = by.get(d["event"]["action"], 0) + 1
             everyone = sorted({d["user"]["id"] for d in chosen if "user" in d})
-            for _ in range(2):
+            for _ in range(3):
                 assert store.split_tally(where, "eventtrail.target.id", ["1", "3", "7"],
                                          "event.action", ["article.view", "article.edit"]) \
                     == split, start
@@ -312,7 +318,7 @@ def test_what_else_is_kept_gives_a_scan_s_numbers(site):
             if "user" in d and moment_of(d) < before.end:
                 first[d["user"]["id"]] = min(first.get(d["user"]["id"], moment_of(d)),
                                              moment_of(d))
-        for _ in range(2):
+        for _ in range(3):
             assert store.first_seen(before, sorted(first)) == first
     kept = {key[0] for key in store._kept}
     assert {"split", "users", "everyone", "freshness", "first"} <= kept
@@ -335,7 +341,7 @@ def test_one_request_s_questions_share_their_counts(site, monkeypatch):
                      "tally": lambda: store.tally(where, "eventtrail.target.id", size=3)}
         return compute.gather(store, questions)  # at once, as a page's panels
 
-    for _ in range(2):  # the parts built (a tally is asked whole the first time)
+    for _ in range(2):  # the parts built (a question is asked whole the first time)
         ask()
     counted.clear()
     ask()
