@@ -21,7 +21,7 @@ from eventtrail.delivery.sinks import DatabaseSink
 from eventtrail.models import StoredEvent
 from eventtrail.stores import database
 from eventtrail.stores.database import DatabaseStore, ensure_rollups, reset_rollups
-from eventtrail.stores.query import Filter, Where, parse_interval
+from eventtrail.stores.query import AggQuery, Filter, QueryError, Where, parse_interval
 
 from tests.support import analytics_data as data
 from tests.support.analytics_fixtures import history, pg_history  # noqa: F401
@@ -95,7 +95,21 @@ def _answers(store: DatabaseStore, where, tz: str, interval, people: list[str]) 
     out["tally video at 50"] = store.tally(_and(where, Filter(compute.QUARTILE, "exact", 50)),
                                            compute.VIDEO, size=15)
     out["freshness"] = store.freshness(where)
+    # The events API's plain histogram (``aggregate``: answered as ``counts``) against its
+    # generic grouping, which a second metric makes it take.
+    histogram = AggQuery(where, (), interval, tz, ("count",), 10, False, None)
+    out["histogram"] = _buckets(store, histogram)
+    grouped = _buckets(store, replace(histogram, metrics=("count", "unique_users")))
+    assert out["histogram"] == (grouped if isinstance(grouped, str) else [
+        {k: v for k, v in b.items() if k != "unique_users"} for b in grouped])
     return out
+
+
+def _buckets(store: DatabaseStore, query: AggQuery) -> list | str:
+    try:
+        return store.aggregate(query).buckets
+    except QueryError as exc:  # too many buckets: the same refusal either way
+        return f"{exc.param}: {exc.message}"
 
 
 @pytest.fixture(scope="module")

@@ -909,6 +909,14 @@ class DatabaseStore:
         return ((first or today).astimezone(UTC).date(), (last or today).astimezone(UTC).date())
 
     def _aggregate(self, query: AggQuery) -> Buckets:
+        if query.interval and not query.group_by and not query.composite \
+                and query.metrics == ("count",):
+            # A plain histogram of events is the analytics' series (``counts``): read from the
+            # rollups where they are exact. A scan of every event otherwise: at 1M events on
+            # SQLite, 0.6 s by UTC day, 0.9-1.2 s by week, month or in another zone.
+            series = self.counts(query.where, None, query.interval, query.tz)
+            return Buckets(fill({t: {"count": n} for (_, t), n in series.items()}, query,
+                                empty_bucket(query)))
         qs = self.queryset(query.where)
         columns = [registry.FIELDS[n].column or "" for n in query.group_by]
         for column in columns:
