@@ -345,13 +345,14 @@ def make_source(total: int) -> Source:
 
 def use_store(loader: Loader) -> None:
     from django.conf import settings
+    from django.core.signals import setting_changed
     from eventtrail import stores
-    from eventtrail.conf import get_config
 
     settings.EVENTTRAIL = {**settings.EVENTTRAIL, **loader.config()}
-    # What override_settings' setting_changed receivers would do.
-    get_config.cache_clear()
-    stores.reset()
+    # Announced as override_settings does: every cache of the configuration (the store built,
+    # the STORE class resolved) is dropped by its receivers.
+    setting_changed.send(sender=type(settings._wrapped), setting="EVENTTRAIL",
+                         value=settings.EVENTTRAIL, enter=True)
     if stores.get_store().name != loader.config()["STORE"]:
         raise RuntimeError(f"the API still uses {stores.get_store().name}")
 
