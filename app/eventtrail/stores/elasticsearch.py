@@ -931,8 +931,8 @@ class ElasticsearchStore:
         for part in parts:
             for user, (n, name) in part.items():
                 events[user] = events.get(user, 0) + n
-                names[user] = max((n for n in (names.get(user), name) if n is not None),
-                                  default=None)
+                names[user] = max((given for given in (names.get(user), name)
+                                   if given is not None), default=None)
         ranked = sorted(events, key=lambda u: (-events[u], u))[:size]
         return [(user, names[user], events[user]) for user in ranked]
 
